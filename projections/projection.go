@@ -1,0 +1,34 @@
+// Package projections holds verlauf's read models: state derived from the
+// durable log that the front ends query (rosters, the archive index, the
+// offline queue). Every projection
+//
+//   - consumes the log in order, as delivered on the bus's log topic,
+//   - stores the position of the last event it applied together with the
+//     state that event produced, so it resumes exactly there after a restart,
+//   - and can be dropped and rebuilt from the start of the log.
+//
+// The Runner drives a set of projections; the DB is the small local
+// key-value store the built-in projections keep their state in.
+package projections
+
+import (
+	"context"
+
+	"verlauf.im/verlauf/eventstore"
+)
+
+// Projection is a checkpointed consumer of the log.
+type Projection interface {
+	// Name identifies the projection in checkpoints, logs and metrics.
+	Name() string
+	// Checkpoint is the position of the last event applied (Start if none).
+	Checkpoint(ctx context.Context) (eventstore.Position, error)
+	// Apply folds ev into the read model and records ev.Position as the
+	// checkpoint, atomically: after a crash either both are there or
+	// neither. Events the projection does not care about still move the
+	// checkpoint (cheaply: it may batch them).
+	Apply(ctx context.Context, ev eventstore.RecordedEvent) error
+	// Reset drops the read model and the checkpoint, so that the next run
+	// rebuilds from the start of the log.
+	Reset(ctx context.Context) error
+}
