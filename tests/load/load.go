@@ -1,0 +1,437 @@
+// Package load is verlauf's load tool (`verlauf bench`): N users log in over
+// STARTTLS with SASL, send presence, then chat with random online peers. It
+// speaks plain XMPP to any server, so the same run measures verlauf,
+// Prosody and ejabberd alike, and it checks what it measures: every
+// message carries a unique id, and the report counts messages lost,
+// duplicated or answered with an error.
+package load
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is one load run.
+type Config struct {
+	Addr     string // host:port of the STARTTLS c2s listener
+	Domain   string
+	Users    int
+	Prefix   string // usernames are Prefix + index
+	Password string
+	Mech     string // SASL mechanism, e.g. SCRAM-SHA-256
+	Register bool   // create the accounts with in-band registration first
+	TLS      *tls.Config
+	// LoginConcurrency bounds logins in flight.
+	LoginConcurrency int
+	// Duration of the chat phase.
+	Duration time.Duration
+	// Rate is the offered load in messages/s across all users; 0 sends as
+	// fast as each user's window allows (saturation).
+	Rate float64
+	// Window is how many of a user's messages may be unanswered (in
+	// flight) at once in saturation mode.
+	Window int
+	// Drain is how long to wait for messages in flight after sending stops.
+	Drain time.Duration
+	// ServerPID, if set, is sampled for RSS and CPU time.
+	ServerPID int
+	Log       io.Writer
+}
+
+// Report is what a run measured.
+type Report struct {
+	Users          int
+	LoginErrors    int
+	LoginSeconds   float64
+	LoginsPerSec   float64
+	Sent           int64
+	Delivered      int64
+	Lost           int64
+	Duplicates     int64
+	Errors         int64
+	ChatSeconds    float64
+	DeliveredPerS  float64
+	P50, P99, Max  time.Duration
+	RSSBefore      int64 // bytes, before any login
+	RSSAfterLogin  int64 // bytes, all users logged in with presence
+	RSSPerUser     int64 // bytes
+	CPUSecondsChat float64
+	CPUPer1000Msgs float64 // server CPU seconds per 1000 delivered messages
+}
+
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "users %d, login errors %d\n", r.Users, r.LoginErrors)
+	fmt.Fprintf(&b, "logins/s          %.1f (%.2fs for all)\n", r.LoginsPerSec, r.LoginSeconds)
+	fmt.Fprintf(&b, "messages          sent %d, delivered %d, lost %d, duplicated %d, errors %d\n", r.Sent, r.Delivered, r.Lost, r.Duplicates, r.Errors)
+	fmt.Fprintf(&b, "delivered msg/s   %.1f over %.1fs\n", r.DeliveredPerS, r.ChatSeconds)
+	fmt.Fprintf(&b, "latency           p50 %s, p99 %s, max %s\n", r.P50, r.P99, r.Max)
+	if r.RSSAfterLogin > 0 {
+		fmt.Fprintf(&b, "server RSS        %.1f MiB before, %.1f MiB after login, %.1f KiB per user\n",
+			float64(r.RSSBefore)/(1<<20), float64(r.RSSAfterLogin)/(1<<20), float64(r.RSSPerUser)/1024)
+		fmt.Fprintf(&b, "server CPU        %.2fs in chat, %.3fs per 1000 messages\n", r.CPUSecondsChat, r.CPUPer1000Msgs)
+	}
+	return b.String()
+}
+
+type user struct {
+	name string
+	c    *conn
+	wmu  sync.Mutex
+	// inflight bounds unanswered messages in saturation mode.
+	inflight chan struct{}
+}
+
+// sendMsg writes one chat message; the body carries the id and the send
+// time so the receiver can measure latency without shared clocks.
+func (u *user) sendMsg(to string, id uint64, now time.Time) error {
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	return u.c.send(fmt.Sprintf(`<message type='chat' to='%s' id='m%d'><body>load %d %d</body></message>`, to, id, id, now.UnixNano()))
+}
+
+// Run performs the whole run.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.LoginConcurrency <= 0 {
+		cfg.LoginConcurrency = 50
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 4
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 5 * time.Second
+	}
+	rep := Report{Users: cfg.Users}
+	rep.RSSBefore, _ = rss(cfg.ServerPID)
+
+	if cfg.Register {
+		fmt.Fprintf(cfg.Log, "registering %d users\n", cfg.Users)
+		if err := registerAll(ctx, cfg); err != nil {
+			return rep, err
+		}
+	}
+
+	users := make([]*user, cfg.Users)
+	var loginErrs atomic.Int64
+	fmt.Fprintf(cfg.Log, "logging in %d users\n", cfg.Users)
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.LoginConcurrency)
+	for i := range users {
+		g.Go(func() error {
+			name := cfg.Prefix + strconv.Itoa(i)
+			lctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+			defer cancel()
+			c, err := dial(lctx, cfg.Addr, cfg.TLS, cfg.Domain)
+			if err == nil {
+				err = c.login(name, cfg.Password, cfg.Mech, "load")
+				if err != nil {
+					c.raw.Close()
+				}
+			}
+			if err != nil {
+				if loginErrs.Add(1) <= 3 {
+					fmt.Fprintf(cfg.Log, "login %s: %v\n", name, err)
+				}
+				return nil
+			}
+			c.raw.SetDeadline(time.Time{})
+			users[i] = &user{name: name, c: c, inflight: make(chan struct{}, cfg.Window)}
+			return nil
+		})
+	}
+	g.Wait()
+	rep.LoginSeconds = time.Since(start).Seconds()
+	rep.LoginErrors = int(loginErrs.Load())
+	online := slices.DeleteFunc(users, func(u *user) bool { return u == nil })
+	rep.LoginsPerSec = float64(len(online)) / rep.LoginSeconds
+	defer func() {
+		for _, u := range online {
+			u.c.close()
+		}
+	}()
+	if len(online) < 2 {
+		return rep, errors.New("fewer than two users logged in")
+	}
+
+	// Presence, and the readers that record what arrives.
+	st := newStats(cfg.Users)
+	byName := make(map[string]*user, len(online))
+	for _, u := range online {
+		byName[u.name] = u
+	}
+	var readers sync.WaitGroup
+	for _, u := range online {
+		if err := u.c.send(`<presence/>`); err != nil {
+			return rep, fmt.Errorf("presence %s: %w", u.name, err)
+		}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			readLoop(u, st, byName)
+		}()
+	}
+	time.Sleep(time.Second) // let presence settle before measuring memory
+	rep.RSSAfterLogin, _ = rss(cfg.ServerPID)
+	if rep.RSSAfterLogin > 0 {
+		rep.RSSPerUser = (rep.RSSAfterLogin - rep.RSSBefore) / int64(len(online))
+	}
+
+	fmt.Fprintf(cfg.Log, "chatting for %s\n", cfg.Duration)
+	cpu0, _ := cpuSeconds(cfg.ServerPID)
+	chatStart := time.Now()
+	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
+	var senders sync.WaitGroup
+	var nextID atomic.Uint64
+	perUserRate := cfg.Rate / float64(len(online))
+	for _, u := range online {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+			var tick *time.Ticker
+			if perUserRate > 0 {
+				iv := time.Duration(float64(time.Second) / perUserRate)
+				time.Sleep(time.Duration(rng.Int64N(int64(iv) + 1))) // spread the users
+				tick = time.NewTicker(iv)
+				defer tick.Stop()
+			}
+			for {
+				if tick != nil {
+					select {
+					case <-sendCtx.Done():
+						return
+					case <-tick.C:
+					}
+				} else {
+					select {
+					case <-sendCtx.Done():
+						return
+					case u.inflight <- struct{}{}:
+					}
+				}
+				peer := online[rng.IntN(len(online))]
+				for peer == u {
+					peer = online[rng.IntN(len(online))]
+				}
+				id := nextID.Add(1)
+				st.sent(id, u)
+				if err := u.sendMsg(peer.c.jidBare(), id, time.Now()); err != nil {
+					st.errs.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	senders.Wait()
+	sendDone := time.Now()
+	stopSend()
+	// Drain: wait until everything sent has arrived, or the drain time.
+	deadline := time.Now().Add(cfg.Drain)
+	for time.Now().Before(deadline) && st.pending() > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep.ChatSeconds = sendDone.Sub(chatStart).Seconds()
+	cpu1, _ := cpuSeconds(cfg.ServerPID)
+	rep.Sent, rep.Delivered, rep.Duplicates, rep.Errors = st.totals()
+	rep.Lost = rep.Sent - rep.Delivered - rep.Errors
+	rep.DeliveredPerS = float64(rep.Delivered) / rep.ChatSeconds
+	rep.P50, rep.P99, rep.Max = st.percentiles()
+	if cpu1 > 0 {
+		rep.CPUSecondsChat = cpu1 - cpu0
+		if rep.Delivered > 0 {
+			rep.CPUPer1000Msgs = rep.CPUSecondsChat / float64(rep.Delivered) * 1000
+		}
+	}
+	return rep, nil
+}
+
+func (c *conn) jidBare() string {
+	if i := strings.IndexByte(c.jid, '/'); i >= 0 {
+		return c.jid[:i]
+	}
+	return c.jid
+}
+
+func readLoop(u *user, st *stats, byName map[string]*user) {
+	for {
+		name, e, err := u.c.next()
+		if err != nil {
+			return
+		}
+		if name != "message" {
+			continue
+		}
+		if e.attr("type") == "error" {
+			id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
+			if id > 0 {
+				if from := st.failed(id); from != nil {
+					<-from.inflight
+				}
+			}
+			continue
+		}
+		i := strings.Index(e.Inner, "load ")
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(e.Inner[i+5:])
+		if len(f) < 2 {
+			continue
+		}
+		id, err1 := strconv.ParseUint(f[0], 10, 64)
+		ts, err2 := strconv.ParseInt(strings.TrimSuffix(f[1], "</body>"), 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if from := st.delivered(id, time.Since(time.Unix(0, ts))); from != nil {
+			select {
+			case <-from.inflight:
+			default:
+			}
+		}
+	}
+}
+
+// stats tracks every message by id, so that losses and duplicates are
+// counted, not guessed.
+type stats struct {
+	mu        sync.Mutex
+	sender    map[uint64]*user // id → sender, while in flight
+	seen      map[uint64]bool
+	sentN     int64
+	deliv     int64
+	dups      int64
+	errs      atomic.Int64
+	latencies []time.Duration
+}
+
+func newStats(users int) *stats {
+	return &stats{sender: make(map[uint64]*user, users*8), seen: make(map[uint64]bool, 1<<16)}
+}
+
+func (s *stats) sent(id uint64, u *user) {
+	s.mu.Lock()
+	s.sender[id] = u
+	s.sentN++
+	s.mu.Unlock()
+}
+
+func (s *stats) delivered(id uint64, lat time.Duration) *user {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[id] {
+		s.dups++
+		return nil
+	}
+	s.seen[id] = true
+	s.deliv++
+	s.latencies = append(s.latencies, lat)
+	u := s.sender[id]
+	delete(s.sender, id)
+	return u
+}
+
+func (s *stats) failed(id uint64) *user {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errs.Add(1)
+	u := s.sender[id]
+	delete(s.sender, id)
+	return u
+}
+
+func (s *stats) pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sender)
+}
+
+func (s *stats) totals() (sent, delivered, dups, errs int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sentN, s.deliv, s.dups, s.errs.Load()
+}
+
+func (s *stats) percentiles() (p50, p99, max time.Duration) {
+	s.mu.Lock()
+	l := slices.Clone(s.latencies)
+	s.mu.Unlock()
+	if len(l) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(l)
+	return l[len(l)/2], l[len(l)*99/100], l[len(l)-1]
+}
+
+func registerAll(ctx context.Context, cfg Config) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.LoginConcurrency)
+	for i := range cfg.Users {
+		g.Go(func() error {
+			name := cfg.Prefix + strconv.Itoa(i)
+			rctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+			defer cancel()
+			c, err := dial(rctx, cfg.Addr, cfg.TLS, cfg.Domain)
+			if err != nil {
+				return fmt.Errorf("register %s: %w", name, err)
+			}
+			defer c.close()
+			return c.register(name, cfg.Password)
+		})
+	}
+	return g.Wait()
+}
+
+// rss reads the resident set size of pid from /proc.
+func rss(pid int) (int64, error) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+// cpuSeconds reads user+system CPU time of pid from /proc/<pid>/stat.
+func cpuSeconds(pid int) (float64, error) {
+	if pid <= 0 {
+		return 0, nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stt, _ := strconv.ParseFloat(f[12], 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return (ut + stt) / clkTck, nil
+}
