@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"time"
 
 	"verlauf.im/verlauf/domain"
 )
@@ -65,9 +67,9 @@ func Load[S any](ctx context.Context, store Store, stream string, agg Aggregate[
 	}
 }
 
-// MaxAttempts is how often Execute retries a command whose append lost a
-// race before giving up with the conflict.
-const MaxAttempts = 8
+// MaxAttempts is how often Execute tries a command whose append keeps
+// losing races before giving up with the conflict.
+const MaxAttempts = 16
 
 // Execute is the one path by which a command changes an aggregate: load the
 // stream, let decide pick the events from the state, append them with the
@@ -78,7 +80,12 @@ const MaxAttempts = 8
 // one writes events its own way.
 func Execute[S any](ctx context.Context, store Store, stream string, agg Aggregate[S], decide Decision[S]) (Loaded[S], AppendResult, error) {
 	var lastErr error
-	for range MaxAttempts {
+	for attempt := range MaxAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Loaded[S]{}, AppendResult{}, fmt.Errorf("execute on %s: %w", stream, err)
+			}
+		}
 		l, err := Load(ctx, store, stream, agg)
 		if err != nil {
 			return l, AppendResult{}, err
@@ -116,4 +123,18 @@ func LastEvent(ctx context.Context, store Store, stream string) (RecordedEvent, 
 		return RecordedEvent{}, false, err
 	}
 	return evs[0], true, nil
+}
+
+// backoff waits a random time that grows with the attempt, so writers that
+// collided on one stream spread out instead of colliding again in step.
+func backoff(ctx context.Context, attempt int) error {
+	max := time.Duration(50<<min(attempt, 8)) * time.Microsecond
+	t := time.NewTimer(rand.N(max))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
