@@ -140,7 +140,6 @@ func Pump(ctx context.Context, store eventstore.Store, pub message.Publisher, af
 	})
 }
 
-
 // watermillLogger adapts logrus to watermill's logger so that bus messages
 // land in the same structured log as everything else.
 type watermillLogger struct{ e *logrus.Entry }
