@@ -70,26 +70,44 @@ type PrivateLimits struct {
 	MaxItems int
 }
 
-// Set decides storing xml as the item k. Storing exactly what is stored
-// records nothing.
-func (s PrivateStorage) Set(k PrivateKey, xml string, lim PrivateLimits) ([]Payload, error) {
-	if k.Name == "" || k.Namespace == "" {
-		return nil, fmt.Errorf("set private item: %w: no qualified name", ErrEmptyItem)
+// PrivateItem is one item to store: its name and its serialized XML.
+type PrivateItem struct {
+	Key PrivateKey
+	XML string
+}
+
+// Set decides storing items, all or none: the item count limit covers the
+// whole request. Items identical to what is stored record nothing.
+func (s PrivateStorage) Set(lim PrivateLimits, items ...PrivateItem) ([]Payload, error) {
+	if len(items) == 0 {
+		return nil, fmt.Errorf("set private items: %w", ErrEmptyItem)
 	}
-	if ReservedPrivateNamespace(k.Namespace) {
-		return nil, fmt.Errorf("set private item: %w: %q", ErrReservedNamespace, k.Namespace)
+	var out []Payload
+	added := make(map[PrivateKey]bool)
+	for _, it := range items {
+		k := it.Key
+		if k.Name == "" || k.Namespace == "" {
+			return nil, fmt.Errorf("set private item: %w: no qualified name", ErrEmptyItem)
+		}
+		if ReservedPrivateNamespace(k.Namespace) {
+			return nil, fmt.Errorf("set private item: %w: %q", ErrReservedNamespace, k.Namespace)
+		}
+		if err := checkItem(it.XML, lim.MaxItemBytes); err != nil {
+			return nil, fmt.Errorf("set private item {%s}%s: %w", k.Namespace, k.Name, err)
+		}
+		old, exists := s.items[k]
+		if exists && old == it.XML {
+			continue
+		}
+		if !exists && !added[k] {
+			added[k] = true
+			if lim.MaxItems > 0 && len(s.items)+len(added) > lim.MaxItems {
+				return nil, fmt.Errorf("set private item: %w: %d items", ErrPrivateFull, lim.MaxItems)
+			}
+		}
+		out = append(out, PrivateSet{Name: k.Name, Namespace: k.Namespace, XML: it.XML})
 	}
-	if err := checkItem(xml, lim.MaxItemBytes); err != nil {
-		return nil, fmt.Errorf("set private item {%s}%s: %w", k.Namespace, k.Name, err)
-	}
-	old, exists := s.items[k]
-	if exists && old == xml {
-		return nil, nil
-	}
-	if !exists && lim.MaxItems > 0 && len(s.items) >= lim.MaxItems {
-		return nil, fmt.Errorf("set private item: %w: %d items", ErrPrivateFull, lim.MaxItems)
-	}
-	return []Payload{PrivateSet{Name: k.Name, Namespace: k.Namespace, XML: xml}}, nil
+	return out, nil
 }
 
 // Apply is the private storage's fold function.

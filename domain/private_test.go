@@ -31,7 +31,7 @@ func TestPrivateSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.state.Set(tt.key, tt.xml, tt.lim)
+			got, err := tt.state.Set(tt.lim, PrivateItem{tt.key, tt.xml})
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -39,6 +39,28 @@ func TestPrivateSet(t *testing.T) {
 				t.Errorf("payloads = %#v, want %#v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestPrivateSetMany(t *testing.T) {
+	a := PrivateItem{PrivateKey{"a", "urn:a"}, "<a xmlns='urn:a'/>"}
+	b := PrivateItem{PrivateKey{"b", "urn:b"}, "<b xmlns='urn:b'/>"}
+	b2 := PrivateItem{PrivateKey{"b", "urn:b"}, "<b xmlns='urn:b'>2</b>"}
+	if _, err := (PrivateStorage{}).Set(PrivateLimits{MaxItems: 1}, a, b); !errors.Is(err, ErrPrivateFull) {
+		t.Errorf("two new items under a limit of one: %v", err)
+	}
+	// Two values for one new key count once against the limit.
+	ps, err := PrivateStorage{}.Set(PrivateLimits{MaxItems: 1}, b, b2)
+	if err != nil || len(ps) != 2 {
+		t.Errorf("same key twice: %v, %v", ps, err)
+	}
+	if _, err := (PrivateStorage{}).Set(PrivateLimits{}); !errors.Is(err, ErrEmptyItem) {
+		t.Errorf("no items: %v", err)
+	}
+	stored := PrivateStorage{}.Apply(PrivateSet{Name: "a", Namespace: "urn:a", XML: a.XML})
+	ps, err = stored.Set(PrivateLimits{}, a, b)
+	if err != nil || !reflect.DeepEqual(ps, []Payload{PrivateSet{Name: "b", Namespace: "urn:b", XML: b.XML}}) {
+		t.Errorf("only the changed item: %v, %v", ps, err)
 	}
 }
 
