@@ -1,0 +1,165 @@
+package c2s
+
+import (
+	"context"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+
+	"verlauf.im/verlauf/xmppfront/router"
+	"verlauf.im/verlauf/xmppfront/stanza"
+	"verlauf.im/verlauf/xmppfront/stream"
+)
+
+// LegacySession answers the session establishment IQ of RFC 3921 that old
+// clients still send after binding (RFC 6121 keeps it as a no-op
+// advertised with <optional/>). Register it on the Mux for
+// {NSSession}session.
+var LegacySession = router.IQHandlerFunc(func(context.Context, router.IQ) (*stream.Element, error) {
+	return nil, nil
+})
+
+// handleBindStage accepts the bind IQ (RFC 6120 §7) and nothing else.
+func (c *session) handleBindStage(el *stream.Element) bool {
+	if el.Name != (stream.Name{Space: stream.NSClient, Local: "iq"}) {
+		if isStanza(el) {
+			c.fail(stream.NotAuthorized, "bind a resource first")
+		} else {
+			c.fail(stream.UnsupportedStanzaType, "")
+		}
+		return false
+	}
+	p, err := stanza.Payload(el)
+	if err != nil || p.Name != (stream.Name{Space: NSBind, Local: "bind"}) || el.Attr("type") != "set" {
+		c.fail(stream.NotAuthorized, "bind a resource first")
+		return false
+	}
+	res := ""
+	if r := p.Child("resource", NSBind); r != nil {
+		res = strings.TrimSpace(r.Text())
+	}
+	if res == "" {
+		res = randomID(6) // server-chosen (RFC 6120 §7.6)
+	}
+	full, err := jid.New(c.user.Localpart(), c.user.Domainpart(), res)
+	if err != nil {
+		return c.iqError(el, &stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest, Text: "resourcepart not allowed"})
+	}
+	reply := stanza.Result(el, stream.NewElement(NSBind, "bind").AddChild(stream.NewElement(NSBind, "jid").AddText(full.String())))
+	reply.SetAttr("to", full.String())
+	c.full, c.stage = full, stageReady
+	c.log = c.log.WithField("jid", full.String())
+	// Register before answering, so that a peer told of the new resource
+	// by this client finds it; what is routed to it meanwhile waits in
+	// the queue until the writer starts after the answer.
+	c.makeQueues()
+	c.srv.cfg.Router.Bind(c)
+	ok := c.write(reply)
+	go c.writer()
+	go c.worker()
+	return ok
+}
+
+func (c *session) makeQueues() {
+	c.out = make(chan *stream.Element, c.srv.cfg.SendQueue)
+	c.work = make(chan func(context.Context), c.srv.cfg.WorkQueue)
+	c.writerDone = make(chan struct{})
+	c.workerDone = make(chan struct{})
+	c.bound.Store(true)
+}
+
+// writer drains the send queue onto the connection.
+func (c *session) writer() {
+	defer close(c.writerDone)
+	for el := range c.out {
+		if c.killed.Load() {
+			continue // drain; nothing more goes out
+		}
+		_ = c.writeLocked(func(w *stream.Writer) error {
+			if c.wclosed {
+				return nil
+			}
+			return w.WriteElement(el)
+		})
+	}
+}
+
+// worker runs the session's server-side work in order.
+func (c *session) worker() {
+	defer close(c.workerDone)
+	for f := range c.work {
+		f(c.ctx)
+	}
+}
+
+// Send implements router.Session. A full queue means the client does not
+// read what it is sent: it is disconnected with policy-violation.
+func (c *session) Send(st *stream.Element) bool {
+	c.qmu.RLock()
+	defer c.qmu.RUnlock()
+	if c.qclosed || c.killed.Load() {
+		return false
+	}
+	select {
+	case c.out <- st:
+		return true
+	default:
+		c.log.Warn("c2s: send queue full, disconnecting a client that does not read")
+		c.kill(stream.PolicyViolation, "too slow to read")
+		return false
+	}
+}
+
+// Do implements router.Session.
+func (c *session) Do(f func(context.Context)) bool {
+	c.qmu.RLock()
+	defer c.qmu.RUnlock()
+	if c.qclosed || c.killed.Load() {
+		return false
+	}
+	select {
+	case c.work <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// Replace implements router.Session.
+func (c *session) Replace() {
+	c.kill(stream.Conflict, "replaced by a new session")
+}
+
+// handleStanza checks a stanza from a bound client, stamps its 'from' and
+// hands it to the router through the bus.
+func (c *session) handleStanza(el *stream.Element) bool {
+	if !isStanza(el) {
+		c.fail(stream.UnsupportedStanzaType, "")
+		return false
+	}
+	if f := el.Attr("from"); f != "" {
+		// RFC 6120 §8.1.2.1: a client may only name itself.
+		fj, err := jid.Parse(f)
+		if err != nil || !(fj.Equal(c.full) || fj.Equal(c.user)) {
+			c.fail(stream.InvalidFrom, "")
+			return false
+		}
+	}
+	el.SetAttr("from", c.full.String())
+	if el.Name.Local == "iq" {
+		switch typ := el.Attr("type"); {
+		case el.Attr("id") == "":
+			c.Send(stanza.ErrorReply(el, &stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest, Text: "an IQ needs an id"}))
+			return true
+		case typ != "get" && typ != "set" && typ != "result" && typ != "error":
+			c.Send(stanza.ErrorReply(el, &stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest, Text: "unknown IQ type"}))
+			return true
+		}
+	}
+	if err := c.srv.cfg.Router.Submit(c.ctx, c, el); err != nil {
+		c.log.WithError(err).Error("c2s: bus")
+		c.fail(stream.InternalServerError, "")
+		return false
+	}
+	return true
+}

@@ -1,0 +1,434 @@
+package c2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"mellium.im/xmpp/jid"
+
+	"verlauf.im/verlauf/xmppfront/sasl"
+	"verlauf.im/verlauf/xmppfront/stanza"
+	"verlauf.im/verlauf/xmppfront/stream"
+)
+
+// Namespaces of stream negotiation.
+const (
+	NSTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
+	NSSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
+	NSBind     = "urn:ietf:params:xml:ns:xmpp-bind"
+	NSSession  = "urn:ietf:params:xml:ns:xmpp-session"
+	NSRegister = "jabber:iq:register"
+	// NSRegisterFeature is XEP-0077's stream feature.
+	NSRegisterFeature = "http://jabber.org/features/iq-register"
+)
+
+// stage is how far negotiation has got.
+type stage int
+
+const (
+	stageTLS   stage = iota // STARTTLS required next
+	stageAuth               // SASL next
+	stageBind               // resource binding next
+	stageReady              // bound: stanzas flow
+)
+
+// maxSASLFailures ends a connection that keeps failing to authenticate
+// (RFC 6120 §6.4.5 asks for a limit between 2 and 5 retries).
+const maxSASLFailures = 5
+
+// drainTime bounds how long a closing session reads what the peer still
+// sends: closing a socket with unread input makes the kernel send a reset,
+// which can destroy the stream error before the peer reads it.
+const drainTime = 500 * time.Millisecond
+
+// session is one client connection, from accept to close.
+type session struct {
+	srv    *Server
+	id     string
+	addr   string
+	direct bool
+	log    *logrus.Entry
+
+	raw  net.Conn // the TCP connection, for deadlines and the final close
+	conn net.Conn // raw or the TLS connection over it
+	tls  *tls.Conn
+	leaf *tls.Certificate // certificate served, for tls-server-end-point
+
+	r     *stream.Reader
+	stage stage
+
+	wmu     sync.Mutex // guards w and wclosed
+	w       *stream.Writer
+	wclosed bool
+
+	killed  atomic.Bool
+	killing sync.WaitGroup // kill's stream error being written
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// SASL state.
+	auth     *sasl.Server
+	bindings []sasl.ChannelBinding
+	attempt  string // username of the SASL attempt in progress
+	failures int
+	user     jid.JID // bare, once authenticated
+	full     jid.JID // once bound
+	bound    atomic.Bool
+
+	// Queues of a bound session; qmu guards qclosed against Send/Do
+	// racing with the close.
+	qmu        sync.RWMutex
+	qclosed    bool
+	out        chan *stream.Element
+	work       chan func(context.Context)
+	writerDone chan struct{}
+	workerDone chan struct{}
+}
+
+func newSession(ctx context.Context, srv *Server, conn net.Conn, addr string, direct bool) *session {
+	c := &session{
+		srv:    srv,
+		id:     randomID(8),
+		addr:   addr,
+		direct: direct,
+		raw:    conn,
+		conn:   conn,
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.log = srv.cfg.Log.WithFields(logrus.Fields{"session": c.id, "addr": addr})
+	return c
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ID implements router.Session.
+func (c *session) ID() string { return c.id }
+
+// JID implements router.Session.
+func (c *session) JID() jid.JID { return c.full }
+
+// run serves the connection until it ends.
+func (c *session) run() {
+	defer c.srv.release(c)
+	graceful := c.serve()
+	c.finish(graceful)
+}
+
+// serve runs negotiation and then the stanza loop. It reports whether the
+// stream ended cleanly (the peer closed it), as opposed to by an error.
+func (c *session) serve() bool {
+	c.r = stream.NewReader(c.conn, c.srv.cfg.Limits)
+	c.r.SetKeepaliveHook(func(int) { c.extendDeadline() })
+	c.w = stream.NewWriter(c.conn)
+	if c.direct {
+		if !c.startTLS() {
+			return false
+		}
+	}
+	for {
+		restart, graceful := c.stream()
+		if !restart {
+			return graceful
+		}
+	}
+}
+
+// stream serves one stream, from the header to a restart (after STARTTLS
+// or SASL) or the end.
+func (c *session) stream() (restart, graceful bool) {
+	c.extendDeadline()
+	h, err := c.r.ReadHeader()
+	if err != nil {
+		return false, c.readFailed(err)
+	}
+	hdr := stream.Header{From: c.srv.cfg.Domain, ID: randomID(12), Version: "1.0", Lang: "en"}
+	if h.From != "" {
+		if f, err := jid.Parse(h.From); err == nil {
+			hdr.To = f.String()
+		}
+	}
+	if err := c.writeLocked(func(w *stream.Writer) error { return w.WriteHeader(hdr) }); err != nil {
+		return false, false
+	}
+	if h.Namespace != stream.NSClient {
+		c.fail(stream.InvalidNamespace, "this port serves jabber:client")
+		return false, false
+	}
+	if to, err := jid.Parse(h.To); err != nil || h.To == "" || to.Domainpart() != c.srv.cfg.Domain || to.Localpart() != "" || to.Resourcepart() != "" {
+		c.fail(stream.HostUnknown, "")
+		return false, false
+	}
+	if !c.write(c.features()) {
+		return false, false
+	}
+	for {
+		el, err := c.next()
+		if err != nil {
+			return false, c.readFailed(err)
+		}
+		var ok bool
+		switch c.stage {
+		case stageTLS:
+			restart, ok = c.handleTLSStage(el)
+		case stageAuth:
+			restart, ok = c.handleAuthStage(el)
+		case stageBind:
+			ok = c.handleBindStage(el)
+		default:
+			ok = c.handleStanza(el)
+		}
+		if !ok {
+			return false, false
+		}
+		if restart {
+			return true, false
+		}
+	}
+}
+
+// features lists what the client may negotiate next (RFC 6120 §4.3.2).
+func (c *session) features() *stream.Element {
+	f := stream.NewElement(stream.NSStream, "features")
+	switch c.stage {
+	case stageTLS:
+		f.AddChild(stream.NewElement(NSTLS, "starttls").AddChild(stream.NewElement(NSTLS, "required")))
+	case stageAuth:
+		m := stream.NewElement(NSSASL, "mechanisms")
+		for _, name := range sasl.Mechanisms(true, c.bindings) {
+			m.AddChild(stream.NewElement(NSSASL, "mechanism").AddText(name))
+		}
+		f.AddChild(m)
+		if c.srv.cfg.Register != nil {
+			f.AddChild(stream.NewElement(NSRegisterFeature, "register"))
+		}
+	case stageBind:
+		f.AddChild(stream.NewElement(NSBind, "bind"))
+		f.AddChild(stream.NewElement(NSSession, "session").AddChild(stream.NewElement(NSSession, "optional")))
+	}
+	return f
+}
+
+// handleTLSStage accepts <starttls/> and nothing else.
+func (c *session) handleTLSStage(el *stream.Element) (restart, ok bool) {
+	switch {
+	case el.Name == stream.Name{Space: NSTLS, Local: "starttls"}:
+		if !c.write(stream.NewElement(NSTLS, "proceed")) {
+			return false, false
+		}
+		if !c.startTLS() {
+			return false, false
+		}
+		return true, true
+	case el.Name == stream.Name{Space: NSSASL, Local: "auth"}:
+		return false, c.write(saslFailure(sasl.EncryptionRequired))
+	case isStanza(el):
+		c.fail(stream.NotAuthorized, "STARTTLS is required")
+		return false, false
+	default:
+		c.fail(stream.UnsupportedStanzaType, "")
+		return false, false
+	}
+}
+
+// startTLS runs the server side of the TLS handshake on the raw
+// connection and switches the stream to it.
+func (c *session) startTLS() bool {
+	tc := tls.Server(c.raw, c.tlsConfig())
+	_ = c.raw.SetDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.log.WithError(err).Debug("c2s: TLS handshake")
+		return false
+	}
+	_ = c.raw.SetWriteDeadline(time.Time{})
+	if err := c.r.Reset(tc); err != nil {
+		// Plaintext sent after <starttls/>: refuse rather than treat it
+		// as protected (the STARTTLS injection attack).
+		c.log.WithError(err).Info("c2s: data after STARTTLS")
+		return false
+	}
+	c.wmu.Lock()
+	c.w.Reset(tc)
+	c.wmu.Unlock()
+	c.conn, c.tls = tc, tc
+	var leaf = c.leafCert()
+	c.bindings = sasl.ChannelBindings(tc.ConnectionState(), leaf)
+	c.stage = stageAuth
+	return true
+}
+
+// next reads the next element with the idle timer running.
+func (c *session) next() (*stream.Element, error) {
+	c.extendDeadline()
+	return c.r.Next()
+}
+
+// extendDeadline pushes the idle timer back; a killed session keeps its
+// deadline in the past so the reader wakes up.
+func (c *session) extendDeadline() {
+	_ = c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+	if c.killed.Load() {
+		_ = c.raw.SetReadDeadline(time.Now())
+	}
+}
+
+// readFailed ends the stream after a read error, with the stream error the
+// error calls for. It reports whether the peer closed its stream.
+func (c *session) readFailed(err error) bool {
+	if c.killed.Load() {
+		return false // kill has sent the stream error
+	}
+	if errors.Is(err, stream.ErrStreamClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.fail(stream.ConnectionTimeout, "")
+		return false
+	}
+	if se, ok := stream.StreamErrorFor(err); ok {
+		c.log.WithError(err).Debug("c2s: bad input")
+		c.fail(se.Condition, "")
+		return false
+	}
+	return false // EOF or a broken connection: nobody to tell
+}
+
+// fail sends a stream error and marks the session as ending. It is for
+// the reader goroutine; other goroutines use kill.
+func (c *session) fail(cond stream.Condition, text string) {
+	c.killed.Store(true)
+	c.writeError(cond, text)
+}
+
+// kill ends the session from another goroutine (shutdown, replacement, an
+// overflowing queue) without blocking the caller: the stream error is
+// written and the reader woken in the background.
+func (c *session) kill(cond stream.Condition, text string) {
+	// Counted before the flag is set: finish, which may see the flag at
+	// once, must wait for the error to be written before closing.
+	c.killing.Add(1)
+	if !c.killed.CompareAndSwap(false, true) {
+		c.killing.Done()
+		return
+	}
+	go func() {
+		defer c.killing.Done()
+		c.writeError(cond, text)
+		_ = c.raw.SetReadDeadline(time.Now())
+	}()
+}
+
+func (c *session) writeError(cond stream.Condition, text string) {
+	_ = c.writeLocked(func(w *stream.Writer) error {
+		if c.wclosed {
+			return nil
+		}
+		c.wclosed = true
+		return w.WriteError(stream.StreamError{Condition: cond, Text: text, Lang: "en"})
+	})
+}
+
+// writeLocked runs f on the writer with the write deadline set.
+func (c *session) writeLocked(f func(w *stream.Writer) error) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.raw.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	err := f(c.w)
+	if err != nil {
+		c.log.WithError(err).Debug("c2s: write")
+		c.killed.Store(true)
+		_ = c.raw.SetReadDeadline(time.Now())
+	}
+	return err
+}
+
+// write writes one element at once; it is for negotiation, before the
+// writer goroutine exists.
+func (c *session) write(el *stream.Element) bool {
+	err := c.writeLocked(func(w *stream.Writer) error {
+		if c.wclosed {
+			return errors.New("stream closed")
+		}
+		return w.WriteElement(el)
+	})
+	return err == nil
+}
+
+// finish tears the session down: queues, router, presence, connection.
+func (c *session) finish(graceful bool) {
+	if !graceful {
+		c.cancel() // abort handlers still running for a dead session
+	}
+	if c.bound.Load() {
+		c.qmu.Lock()
+		c.qclosed = true
+		close(c.work)
+		close(c.out)
+		c.qmu.Unlock()
+		<-c.workerDone
+		<-c.writerDone
+		// Unavailable presence goes out on behalf of the session even
+		// when it died; give it a context of its own.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
+		c.srv.cfg.Router.Ended(ctx, c)
+		cancel()
+	}
+	c.cancel()
+	c.killing.Wait()
+	if graceful {
+		_ = c.writeLocked(func(w *stream.Writer) error {
+			if c.wclosed {
+				return nil
+			}
+			c.wclosed = true
+			return w.Close()
+		})
+	}
+	c.close()
+}
+
+// close half-closes the connection, reads what the peer still sends for a
+// moment so the kernel does not reset the connection under the last
+// writes, and closes it.
+func (c *session) close() {
+	if c.tls != nil {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.tls.CloseWrite()
+	}
+	if tcp, ok := c.raw.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(drainTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, 1<<20))
+	_ = c.raw.Close()
+}
+
+func isStanza(el *stream.Element) bool {
+	if el.Name.Space != stream.NSClient {
+		return false
+	}
+	switch el.Name.Local {
+	case "message", "presence", "iq":
+		return true
+	}
+	return false
+}
+
+// iqError answers an IQ directly on the stream (negotiation stages).
+func (c *session) iqError(el *stream.Element, e *stanza.Error) bool {
+	return c.write(stanza.ErrorReply(el, e))
+}

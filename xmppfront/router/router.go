@@ -1,0 +1,353 @@
+// Package router delivers stanzas between local sessions and hands the ones
+// the server answers itself to feature handlers (RFC 6121 §8).
+//
+// Sessions publish every stanza they read on the bus (see Submit); the
+// router consumes the bus in partitions keyed by the sender's bare JID, so
+// one user's stanzas are routed in the order they were sent while
+// different users are routed in parallel. Delivery never blocks a
+// partition: a stanza for a client goes into that session's bounded send
+// queue, and work that may block (IQ handlers, presence) runs on the
+// sending session's own worker.
+//
+// Lock order: Router.mu is a leaf lock; no callback into a Session or a
+// handler is made while it is held.
+package router
+
+import (
+	"context"
+	"hash/fnv"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/sirupsen/logrus"
+	"mellium.im/xmpp/jid"
+
+	"verlauf.im/verlauf/xmppfront/stream"
+)
+
+// Session is a bound client session as the router sees it. Package c2s
+// implements it.
+type Session interface {
+	// ID is unique among the sessions of this process.
+	ID() string
+	// JID is the session's full JID.
+	JID() jid.JID
+	// Send queues st for the client without blocking. It reports false
+	// when the session is gone or its queue is full (the session is then
+	// being closed as too slow).
+	Send(st *stream.Element) bool
+	// Do queues f on the session's worker, which runs tasks one at a time
+	// in order with a context that ends with the session. It reports false
+	// when the queue is full or the session is closing.
+	Do(f func(ctx context.Context)) bool
+	// Replace ends the session because another one bound the same full
+	// JID (a conflict stream error, RFC 6120 §7.7.2.2).
+	Replace()
+}
+
+// Resource is one bound session of a user, as feature handlers see it.
+type Resource struct {
+	JID jid.JID
+	// Priority is the priority of the last available presence, 0 before.
+	Priority int
+	// Available is true once the session has sent available presence
+	// (RFC 6121 §4.2) and until it sends unavailable presence.
+	Available bool
+	// Interested is true once the session has requested the roster
+	// (RFC 6121 §2.1.6): it gets roster pushes.
+	Interested bool
+	// Presence is the last presence the session broadcast, nil if none.
+	// It is shared: do not modify it.
+	Presence *stream.Element
+}
+
+// OfflineHandler takes a message for a local user who has no resource to
+// deliver it to (RFC 6121 §8.5.2.1.1). It reports whether it took the
+// message; if not, the sender gets service-unavailable.
+type OfflineHandler interface {
+	Offline(ctx context.Context, to jid.JID, st *stream.Element) (handled bool)
+}
+
+// S2S sends a stanza to a remote domain. It returns an error wrapping a
+// *stanza.Error to bounce the stanza with that condition.
+type S2S interface {
+	SendRemote(ctx context.Context, st *stream.Element) error
+}
+
+// Config is what a Router needs.
+type Config struct {
+	// Domain is the local domain served.
+	Domain string
+	// Publisher and Subscriber are the bus (bus.InProcess by default).
+	Publisher  message.Publisher
+	Subscriber message.Subscriber
+	// Partitions is the number of bus partitions and router workers.
+	// Default 2×GOMAXPROCS.
+	Partitions int
+	// Mux answers server-handled IQs. Required.
+	Mux *Mux
+	// Presence handles presence from sessions. If nil, the router keeps
+	// availability itself (no subscriptions): broadcast presence only sets
+	// the resource's availability and directed presence is delivered.
+	Presence PresenceHandler
+	// Offline takes messages for users with no available resource; nil
+	// answers service-unavailable.
+	Offline OfflineHandler
+	// S2S sends to remote domains; nil answers remote-server-not-found.
+	S2S S2S
+	// UserExists reports whether a local account exists. It is consulted
+	// only for users with no bound session. Nil means every user exists.
+	UserExists func(ctx context.Context, bare jid.JID) bool
+	// MaxStanzaSize bounds what is decoded from the bus; default
+	// stream.DefaultMaxStanzaSize.
+	MaxStanzaSize int
+	Log           *logrus.Entry
+}
+
+// Router is the session registry and the routing rules.
+type Router struct {
+	cfg    Config
+	domain string
+	log    *logrus.Entry
+
+	mu    sync.RWMutex
+	users map[string]map[string]*entry // bare → resourcepart → entry
+	byID  map[string]*entry
+
+	seq atomic.Uint64
+	wg  sync.WaitGroup
+}
+
+type entry struct {
+	sess       Session
+	jid        jid.JID
+	priority   int
+	available  bool
+	interested bool
+	presence   *stream.Element
+}
+
+// New returns a router; call Start before any session submits.
+func New(cfg Config) *Router {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 2 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxStanzaSize <= 0 {
+		cfg.MaxStanzaSize = stream.DefaultMaxStanzaSize
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		cfg.Log = logrus.NewEntry(l)
+	}
+	d, err := jid.Parse(cfg.Domain)
+	domain := cfg.Domain
+	if err == nil {
+		domain = d.Domainpart()
+	}
+	return &Router{
+		cfg:    cfg,
+		domain: domain,
+		log:    cfg.Log,
+		users:  make(map[string]map[string]*entry),
+		byID:   make(map[string]*entry),
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Domain returns the local domain.
+func (r *Router) Domain() string { return r.domain }
+
+// Mux returns the IQ mux.
+func (r *Router) Mux() *Mux { return r.cfg.Mux }
+
+// IsLocal reports whether domain is served here.
+func (r *Router) IsLocal(domain string) bool { return strings.EqualFold(domain, r.domain) }
+
+// UserExists reports whether bare is a local account: true at once if it
+// has a bound session, else asks the Config hook.
+func (r *Router) UserExists(ctx context.Context, bare jid.JID) bool {
+	if !r.IsLocal(bare.Domainpart()) || bare.Localpart() == "" {
+		return false
+	}
+	r.mu.RLock()
+	n := len(r.users[bare.Bare().String()])
+	r.mu.RUnlock()
+	if n > 0 || r.cfg.UserExists == nil {
+		return true
+	}
+	return r.cfg.UserExists(ctx, bare.Bare())
+}
+
+// Bind registers a bound session. A session already bound to the same full
+// JID is replaced: it is removed and told so (RFC 6120 §7.7.2.2, the
+// "override" policy, so a client that lost its connection gets back in at
+// once).
+func (r *Router) Bind(s Session) {
+	full := s.JID()
+	bare, res := full.Bare().String(), full.Resourcepart()
+	e := &entry{sess: s, jid: full}
+	r.mu.Lock()
+	rs := r.users[bare]
+	if rs == nil {
+		rs = make(map[string]*entry)
+		r.users[bare] = rs
+	}
+	old := rs[res]
+	rs[res] = e
+	r.byID[s.ID()] = e
+	if old != nil {
+		delete(r.byID, old.sess.ID())
+	}
+	r.mu.Unlock()
+	if old != nil {
+		old.sess.Replace()
+	}
+}
+
+// Unbind removes s if it is still registered and reports the presence it
+// last broadcast (nil if none), so the caller can have unavailable presence
+// sent on its behalf with Ended.
+func (r *Router) Unbind(s Session) (last *stream.Element, was bool) {
+	full := s.JID()
+	bare, res := full.Bare().String(), full.Resourcepart()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.byID[s.ID()]
+	if e == nil {
+		return nil, false
+	}
+	delete(r.byID, s.ID())
+	if rs := r.users[bare]; rs != nil && rs[res] == e {
+		delete(rs, res)
+		if len(rs) == 0 {
+			delete(r.users, bare)
+		}
+	}
+	if e.available {
+		return e.presence, true
+	}
+	return nil, true
+}
+
+// Ended unbinds s and tells the presence handler, so that unavailable
+// presence goes out on its behalf. The session calls it once its worker
+// has finished, so the handler sees it after every presence the session
+// sent.
+func (r *Router) Ended(ctx context.Context, s Session) {
+	last, was := r.Unbind(s)
+	if !was {
+		// Replaced: the new session owns the full JID and its presence.
+		return
+	}
+	if r.cfg.Presence != nil {
+		r.cfg.Presence.Ended(ctx, s.JID(), last)
+	}
+}
+
+// Resources lists the bound sessions of a local user.
+func (r *Router) Resources(bare jid.JID) []Resource {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rs := r.users[bare.Bare().String()]
+	out := make([]Resource, 0, len(rs))
+	for _, e := range rs {
+		out = append(out, Resource{
+			JID: e.jid, Priority: e.priority, Available: e.available,
+			Interested: e.interested, Presence: e.presence,
+		})
+	}
+	return out
+}
+
+// SetPresence records the availability and priority of a bound session
+// from the presence it broadcast; nil or type='unavailable' makes it
+// unavailable. The presence handler calls it.
+func (r *Router) SetPresence(full jid.JID, p *stream.Element) {
+	avail := p != nil && p.Attr("type") == ""
+	prio := 0
+	if avail {
+		if c := p.Child("priority", ""); c != nil {
+			if v, err := strconv.Atoi(strings.TrimSpace(c.Text())); err == nil && v >= -128 && v <= 127 {
+				prio = v
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.lookupLocked(full); e != nil {
+		e.available, e.priority = avail, prio
+		if avail {
+			e.presence = p
+		} else {
+			e.presence = nil
+		}
+	}
+}
+
+// SetInterested marks a session as having requested the roster.
+func (r *Router) SetInterested(full jid.JID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.lookupLocked(full); e != nil {
+		e.interested = true
+	}
+}
+
+// SendToResource queues st for the session bound to full; false if there
+// is none or it cannot take it.
+func (r *Router) SendToResource(_ context.Context, full jid.JID, st *stream.Element) bool {
+	s := r.session(full)
+	return s != nil && s.Send(st)
+}
+
+func (r *Router) session(full jid.JID) Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.lookupLocked(full); e != nil {
+		return e.sess
+	}
+	return nil
+}
+
+func (r *Router) sessionByID(id string) Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.byID[id]; e != nil {
+		return e.sess
+	}
+	return nil
+}
+
+func (r *Router) lookupLocked(full jid.JID) *entry {
+	if full.Resourcepart() == "" {
+		return nil
+	}
+	return r.users[full.Bare().String()][full.Resourcepart()]
+}
+
+// partition picks the bus partition of a sender: all of one user's
+// stanzas go through one partition, in order.
+func (r *Router) partition(bare string) int {
+	h := fnv.New32a()
+	h.Write([]byte(bare))
+	return int(h.Sum32() % uint32(r.cfg.Partitions))
+}
+
+// UsePresence sets the presence handler. Like the other Use methods it is
+// for wiring, before Start: feature packages that need the Router to build
+// their handler plug in this way.
+func (r *Router) UsePresence(h PresenceHandler) { r.cfg.Presence = h }
+
+// UseOffline sets the offline handler (see Config.Offline); before Start.
+func (r *Router) UseOffline(h OfflineHandler) { r.cfg.Offline = h }
+
+// UseS2S sets the remote domain handler (see Config.S2S); before Start.
+func (r *Router) UseS2S(h S2S) { r.cfg.S2S = h }
