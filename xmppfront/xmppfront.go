@@ -22,6 +22,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -72,13 +73,16 @@ type Deps struct {
 	Credentials c2s.CredentialStore
 	// UserExists defaults to c2s.StoreCredentials.Exists on Store.
 	UserExists func(ctx context.Context, bare jid.JID) bool
-	// Register answers in-band registration before authentication; nil
-	// turns it off.
-	Register router.IQHandler
+	// Register answers in-band registration before authentication, per
+	// client address; nil turns it off.
+	Register func(remote netip.Addr) router.IQHandler
 	// OnAuthenticated receives the SASL result of each login.
 	OnAuthenticated func(ctx context.Context, user jid.JID, res sasl.Result)
 	// Features plugs in feature packages (see the package comment).
 	Features func(m *router.Mux, r *router.Router) error
+	// StreamFeatures returns the stream features those packages announce
+	// after authentication.
+	StreamFeatures func() []*stream.Element
 }
 
 // Front is the assembled front end.
@@ -150,6 +154,7 @@ func New(cfg Config, deps Deps) (*Front, error) {
 		SASLSecret:      cfg.SASLSecret,
 		OnAuthenticated: deps.OnAuthenticated,
 		Register:        deps.Register,
+		Features:        deps.StreamFeatures,
 		Router:          r,
 		Log:             deps.Log.WithField("component", "c2s"),
 	})

@@ -61,6 +61,11 @@ type C2SConfig struct {
 type AccountsConfig struct {
 	// Registration allows in-band registration (XEP-0077).
 	Registration bool `toml:"registration"`
+	// RegistrationLimit is how many accounts one client network (an IPv4
+	// address, an IPv6 /64) may register in-band per RegistrationWindow;
+	// 0 means no limit.
+	RegistrationLimit  int      `toml:"registration_limit"`
+	RegistrationWindow Duration `toml:"registration_window"`
 	// SCRAMIterations is the PBKDF2 iteration count for new verifiers.
 	SCRAMIterations int `toml:"scram_iterations"`
 }
@@ -101,7 +106,12 @@ func defaultConfig() Config {
 			AuthPenalty:    Duration{time.Minute},
 			MaxRosterItems: 5000,
 		},
-		Accounts: AccountsConfig{Registration: true, SCRAMIterations: 4096},
+		Accounts: AccountsConfig{
+			Registration:       true,
+			RegistrationLimit:  5,
+			RegistrationWindow: Duration{time.Hour},
+			SCRAMIterations:    4096,
+		},
 		Store:    StoreConfig{Backend: "embedded"},
 	}
 }

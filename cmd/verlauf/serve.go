@@ -8,11 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
+	"verlauf.im/verlauf/accounts"
 	"verlauf.im/verlauf/eventstore"
 	"verlauf.im/verlauf/eventstore/bus"
 	"verlauf.im/verlauf/eventstore/embedded"
@@ -54,6 +54,10 @@ type node struct {
 	bus    *bus.Bus
 	projDB *projections.DB
 	runner *projections.Runner
+
+	accountsProj *projections.Accounts
+	rosterProj   *projections.Roster
+	accounts     *accounts.Service
 }
 
 func openNode(ctx context.Context, cfg Config, log *logrus.Entry) (*node, error) {
@@ -73,7 +77,10 @@ func openNode(ctx context.Context, cfg Config, log *logrus.Entry) (*node, error)
 		return nil, err
 	}
 	n.bus = bus.InProcess(log.WithField("component", "bus"))
-	n.runner = projections.NewRunner(n.store, n.bus, log.WithField("component", "projections"))
+	n.accountsProj = projections.NewAccounts(n.projDB)
+	n.rosterProj = projections.NewRoster(n.projDB)
+	n.runner = projections.NewRunner(n.store, n.bus, log.WithField("component", "projections"),
+		n.accountsProj, n.rosterProj)
 	return n, nil
 }
 
@@ -85,7 +92,15 @@ func (n *node) run(ctx context.Context) error {
 	if generated {
 		n.log.WithField("domain", n.cfg.Server.Domain).Warn("generated a self-signed certificate; clients will ask to trust it")
 	}
-	_ = cert
+	front, err := n.buildFront(cert)
+	if err != nil {
+		return err
+	}
+	// Bind the ports before anything else, so that a busy port is an
+	// error at start and not a surprise later.
+	if err := front.Listen(); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -93,12 +108,22 @@ func (n *node) run(ctx context.Context) error {
 	ready := make(chan struct{})
 	g.Go(func() error { return n.runner.Run(gctx, ready) })
 	g.Go(func() error {
+		// Clients are served once the projections have caught up, so
+		// that nobody sees a roster from before the last restart.
 		select {
 		case <-ready:
-			n.log.WithFields(logrus.Fields{"domain": n.cfg.Server.Domain, "data_dir": n.cfg.Server.DataDir}).Info("verlauf ready")
 		case <-gctx.Done():
+			return nil
 		}
-		return nil
+		fields := logrus.Fields{"domain": n.cfg.Server.Domain, "data_dir": n.cfg.Server.DataDir, "c2s": n.cfg.C2S.Listen}
+		if n.cfg.C2S.ListenTLS != "" {
+			fields["c2s_tls"] = n.cfg.C2S.ListenTLS
+		}
+		n.log.WithFields(fields).Info("verlauf ready")
+		return front.Serve(gctx)
+	})
+	g.Go(func() error {
+		return serveAdmin(gctx, adminSocketPath(n.cfg), n.cfg.Server.Domain, n.accounts, n.log.WithField("component", "admin"))
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -123,6 +148,3 @@ func (n *node) close() {
 		}
 	}
 }
-
-// shutdownGrace bounds how long a graceful stop waits for streams to close.
-const shutdownGrace = 10 * time.Second

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"mellium.im/xmpp/jid"
@@ -58,7 +59,8 @@ func (c *session) register(el, payload *stream.Element) bool {
 		return true // results and errors to the server are dropped
 	}
 	iq := router.IQ{Stanza: el, To: jid.MustParse(c.srv.cfg.Domain), Type: typ, Payload: payload}
-	res, err := c.srv.cfg.Register.HandleIQ(c.ctx, iq)
+	remote, _ := netip.ParseAddr(c.addr)
+	res, err := c.srv.cfg.Register(remote.Unmap()).HandleIQ(c.ctx, iq)
 	if err != nil {
 		var se *stanza.Error
 		if !errors.As(err, &se) {
@@ -68,6 +70,22 @@ func (c *session) register(el, payload *stream.Element) bool {
 		return c.iqError(el, se)
 	}
 	return c.write(stanza.Result(el, res))
+}
+
+// bindingMismatch reports a failure over the choice of channel binding,
+// not over the password. Clients that know only tls-unique (slixmpp, older
+// libraries) try a -PLUS mechanism first and then fall back: those
+// attempts guess nothing and must not count towards throttling.
+func bindingMismatch(err error) bool {
+	var se *sasl.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.ServerError {
+	case "unsupported-channel-binding-type", "server-does-support-channel-binding", "channel-binding-not-supported":
+		return true
+	}
+	return false
 }
 
 // decodeSASL decodes a SASL payload; "=" is an empty response (RFC 6120
@@ -127,7 +145,7 @@ func (c *session) saslStep(in []byte) (restart, ok bool) {
 		c.auth = nil
 		cond := sasl.ConditionOf(err)
 		c.log.WithError(err).Debug("c2s: authentication failed")
-		return false, c.saslFail(cond, cond == sasl.NotAuthorized)
+		return false, c.saslFail(cond, cond == sasl.NotAuthorized && !bindingMismatch(err))
 	}
 	if !done {
 		ch := stream.NewElement(NSSASL, "challenge")

@@ -1,11 +1,13 @@
 package c2s_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"verlauf.im/verlauf/xmppfront/c2s"
+	"verlauf.im/verlauf/xmppfront/router"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
@@ -71,7 +73,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestFeatures(t *testing.T) {
-	ts := startServer(t, func(c *c2s.Config) { c.Register = registerStub{} })
+	ts := startServer(t, func(c *c2s.Config) { c.Register = func(netip.Addr) router.IQHandler { return registerStub{} } })
 	c := ts.dialRaw(t)
 	f := c.open(t)
 	if got := names(f); got != "starttls" {

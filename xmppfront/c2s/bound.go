@@ -130,6 +130,11 @@ func (c *session) Replace() {
 	c.kill(stream.Conflict, "replaced by a new session")
 }
 
+// Kick ends the session from another goroutine with a stream error.
+func (c *session) Kick(cond stream.Condition, text string) {
+	c.kill(cond, text)
+}
+
 // handleStanza checks a stanza from a bound client, stamps its 'from' and
 // hands it to the router through the bus.
 func (c *session) handleStanza(el *stream.Element) bool {

@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -87,10 +88,15 @@ type Config struct {
 	// the user's bare JID and the SASL result (ClientKey or password);
 	// the result's secrets are cleared after it returns. Optional.
 	OnAuthenticated func(ctx context.Context, user jid.JID, res sasl.Result)
-	// Register, if set, answers jabber:iq:register IQs sent before
-	// authentication (XEP-0077), with IQ.From empty; the stream features
-	// then advertise in-band registration.
-	Register router.IQHandler
+	// Register, if set, returns the handler for jabber:iq:register IQs
+	// sent before authentication (XEP-0077) from the given client address
+	// (so registrations can be limited per address), with IQ.From empty;
+	// the stream features then advertise in-band registration.
+	Register func(remote netip.Addr) router.IQHandler
+	// Features, if set, returns stream features that feature packages
+	// announce after authentication (roster versioning, pre-approval,
+	// entity capabilities). Called for every stream, so it may change.
+	Features func() []*stream.Element
 
 	// Router routes the stanzas of bound sessions. Required.
 	Router *router.Router

@@ -27,6 +27,8 @@ const (
 	NSBind     = "urn:ietf:params:xml:ns:xmpp-bind"
 	NSSession  = "urn:ietf:params:xml:ns:xmpp-session"
 	NSRegister = "jabber:iq:register"
+	// NSSASLChannelBinding is XEP-0440's channel-binding capability.
+	NSSASLChannelBinding = "urn:xmpp:sasl-cb:0"
 	// NSRegisterFeature is XEP-0077's stream feature.
 	NSRegisterFeature = "http://jabber.org/features/iq-register"
 )
@@ -212,12 +214,26 @@ func (c *session) features() *stream.Element {
 			m.AddChild(stream.NewElement(NSSASL, "mechanism").AddText(name))
 		}
 		f.AddChild(m)
+		if len(c.bindings) > 0 {
+			// XEP-0440: say which channel bindings -PLUS accepts, so
+			// that clients need not guess (and fail with tls-unique).
+			cb := stream.NewElement(NSSASLChannelBinding, "sasl-channel-binding")
+			for _, b := range c.bindings {
+				cb.AddChild(stream.NewElement(NSSASLChannelBinding, "channel-binding", "type", b.Type))
+			}
+			f.AddChild(cb)
+		}
 		if c.srv.cfg.Register != nil {
 			f.AddChild(stream.NewElement(NSRegisterFeature, "register"))
 		}
 	case stageBind:
 		f.AddChild(stream.NewElement(NSBind, "bind"))
 		f.AddChild(stream.NewElement(NSSession, "session").AddChild(stream.NewElement(NSSession, "optional")))
+		if c.srv.cfg.Features != nil {
+			for _, e := range c.srv.cfg.Features() {
+				f.AddChild(e)
+			}
+		}
 	}
 	return f
 }

@@ -472,3 +472,33 @@ func (h *Handler) answerProbe(ctx context.Context, user, prober jid.JID) {
 	}
 	h.sendTo(ctx, last, last.Attr("from"), prober.String())
 }
+
+// BlocklistChanged keeps presence consistent with XEP-0191 (§3.3, §3.4):
+// contacts the user just blocked see the user go unavailable, and contacts
+// just unblocked who are subscribed get the user's current presence again.
+// Unblock-all is handled by the caller passing the JIDs that were blocked.
+func (h *Handler) BlocklistChanged(ctx context.Context, user jid.JID, blocked, unblocked []string) {
+	resources := h.r.Resources(user.Bare())
+	for _, peer := range blocked {
+		for _, res := range resources {
+			if !res.Available {
+				continue
+			}
+			h.r.Route(ctx, newPresence("type", "unavailable", "from", res.JID.String(), "to", peer))
+		}
+	}
+	for _, peer := range unblocked {
+		p, err := jid.Parse(peer)
+		if err != nil {
+			continue
+		}
+		if sub, err := h.rs.Projection().IsSubscriber(ctx, user.Bare(), p); err != nil || !sub {
+			continue
+		}
+		for _, res := range resources {
+			if res.Available && res.Presence != nil {
+				h.sendTo(ctx, res.Presence, res.JID.String(), peer)
+			}
+		}
+	}
+}

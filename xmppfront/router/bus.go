@@ -161,6 +161,10 @@ func (r *Router) fromSession(ctx context.Context, sid string, st *stream.Element
 		// sender's own account.
 		to = from.Bare()
 	}
+	if st.Attr("to") != "" && !(r.IsLocal(to.Domainpart()) && (to.Localpart() == "" || to.Bare().Equal(from.Bare()))) &&
+		r.blocking(ctx, st, from, to) {
+		return
+	}
 	switch st.Name.Local {
 	case "presence":
 		r.presenceFromSession(ctx, sess, from, to, st)

@@ -40,6 +40,9 @@ func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID) {
 		}
 		return
 	}
+	if r.blockedBy(ctx, st, to) {
+		return
+	}
 	switch st.Name.Local {
 	case "message":
 		r.message(ctx, st, to)
@@ -49,6 +52,60 @@ func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID) {
 		r.iqToUser(ctx, st, to)
 	}
 }
+
+// blockedBy applies XEP-0191 §3.5 for a stanza to the local user to: if
+// to blocks the sender, nothing is delivered; messages and IQ requests are
+// answered service-unavailable as if the user did not exist, presence and
+// everything else vanish.
+func (r *Router) blockedBy(ctx context.Context, st *stream.Element, to jid.JID) bool {
+	if r.cfg.Blocker == nil {
+		return false
+	}
+	from, err := jid.Parse(st.Attr("from"))
+	if err != nil {
+		return false
+	}
+	if st.Name.Local == "presence" && st.Attr("type") != "unavailable" &&
+		r.IsLocal(from.Domainpart()) && from.Localpart() != "" &&
+		r.cfg.Blocker.Blocks(ctx, from.Bare(), to) {
+		// A broadcast from a user to a contact they block (§3.3). The
+		// unavailable presence sent when the block starts must pass.
+		return true
+	}
+	if !r.cfg.Blocker.Blocks(ctx, to.Bare(), from) {
+		return false
+	}
+	switch st.Name.Local {
+	case "message":
+		if st.Attr("type") != "error" {
+			r.bounce(ctx, st, stanza.ServiceUnavailable)
+		}
+	case "iq":
+		if t := st.Attr("type"); t == "get" || t == "set" {
+			r.bounce(ctx, st, stanza.ServiceUnavailable)
+		}
+	}
+	return true
+}
+
+// blocking reports whether the local sender blocks the addressee, in which
+// case XEP-0191 §3.6 says the stanza is not routed and the sender learns
+// why with not-acceptable and <blocked/>.
+func (r *Router) blocking(ctx context.Context, st *stream.Element, from, to jid.JID) bool {
+	if r.cfg.Blocker == nil || to.Domainpart() == "" || !r.cfg.Blocker.Blocks(ctx, from.Bare(), to) {
+		return false
+	}
+	if st.Attr("type") != "error" && st.Name.Local != "presence" {
+		r.bounceWith(ctx, st, &stanza.Error{
+			Type: stanza.Cancel, Condition: stanza.NotAcceptable,
+			App: stream.NewElement(NSBlockingErrors, "blocked"),
+		})
+	}
+	return true
+}
+
+// NSBlockingErrors is XEP-0191's application error namespace.
+const NSBlockingErrors = "urn:xmpp:blocking:errors"
 
 func (r *Router) remote(ctx context.Context, st *stream.Element) {
 	if r.cfg.S2S == nil {

@@ -47,6 +47,9 @@ type Session interface {
 	// Replace ends the session because another one bound the same full
 	// JID (a conflict stream error, RFC 6120 §7.7.2.2).
 	Replace()
+	// Kick ends the session with the given stream error, for example
+	// not-authorized once its account is deleted.
+	Kick(cond stream.Condition, text string)
 }
 
 // Resource is one bound session of a user, as feature handlers see it.
@@ -99,6 +102,8 @@ type Config struct {
 	Offline OfflineHandler
 	// S2S sends to remote domains; nil answers remote-server-not-found.
 	S2S S2S
+	// Blocker applies XEP-0191 blocking; nil blocks nothing.
+	Blocker Blocker
 	// UserExists reports whether a local account exists. It is consulted
 	// only for users with no bound session. Nil means every user exists.
 	UserExists func(ctx context.Context, bare jid.JID) bool
@@ -340,6 +345,29 @@ func (r *Router) partition(bare string) int {
 	h.Write([]byte(bare))
 	return int(h.Sum32() % uint32(r.cfg.Partitions))
 }
+
+// KickUser ends every session of the bare JID user with the stream error
+// cond, for example when the account is deleted.
+func (r *Router) KickUser(user jid.JID, cond stream.Condition, text string) {
+	r.mu.RLock()
+	var victims []Session
+	for _, e := range r.users[user.Bare().String()] {
+		victims = append(victims, e.sess)
+	}
+	r.mu.RUnlock()
+	for _, s := range victims {
+		s.Kick(cond, text)
+	}
+}
+
+// Blocker says whether user blocks peer (XEP-0191). It is asked for every
+// stanza to or from a local user, so it must answer from memory.
+type Blocker interface {
+	Blocks(ctx context.Context, user, peer jid.JID) bool
+}
+
+// UseBlocker installs the blocking check; call before Start.
+func (r *Router) UseBlocker(b Blocker) { r.cfg.Blocker = b }
 
 // UsePresence sets the presence handler. Like the other Use methods it is
 // for wiring, before Start: feature packages that need the Router to build

@@ -23,6 +23,7 @@ type fakeSession struct {
 	got      []*stream.Element
 	full     bool // Do refuses, as a session with a full worker queue
 	replaced bool
+	kicked   stream.Condition
 }
 
 func (s *fakeSession) ID() string   { return s.id }
@@ -40,7 +41,8 @@ func (s *fakeSession) Do(f func(context.Context)) bool {
 	f(context.Background())
 	return true
 }
-func (s *fakeSession) Replace() { s.replaced = true }
+func (s *fakeSession) Replace()                             { s.replaced = true }
+func (s *fakeSession) Kick(cond stream.Condition, _ string) { s.kicked = cond }
 
 func (s *fakeSession) take() []*stream.Element {
 	s.mu.Lock()

@@ -193,6 +193,9 @@ func (s *Session) Do(f func(ctx context.Context)) bool {
 // Replace implements router.Session.
 func (s *Session) Replace() {}
 
+// Kick does nothing: the recorded session has no stream to end.
+func (s *Session) Kick(stream.Condition, string) {}
+
 // Client is a logged-in resource of a local user.
 type Client struct {
 	JID  jid.JID

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"mellium.im/xmpp/jid"
+
+	"verlauf.im/verlauf/accounts"
+	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/xmppfront"
+	"verlauf.im/verlauf/xmppfront/blocking"
+	"verlauf.im/verlauf/xmppfront/disco"
+	"verlauf.im/verlauf/xmppfront/presence"
+	"verlauf.im/verlauf/xmppfront/private"
+	"verlauf.im/verlauf/xmppfront/register"
+	"verlauf.im/verlauf/xmppfront/roster"
+	"verlauf.im/verlauf/xmppfront/router"
+	"verlauf.im/verlauf/xmppfront/sasl"
+	"verlauf.im/verlauf/xmppfront/stream"
+	"verlauf.im/verlauf/xmppfront/vcard"
+	xversion "verlauf.im/verlauf/xmppfront/version"
+)
+
+// buildFront wires the XMPP front end: accounts behind SASL and in-band
+// registration, and every feature package on the router's mux. It is the
+// one place that knows which features the server offers.
+func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
+	cfg := n.cfg
+	secret, err := loadSecret(filepath.Join(cfg.Server.DataDir, "sasl.secret"))
+	if err != nil {
+		return nil, err
+	}
+	// The router exists only once xmppfront.New has run; the account
+	// hooks need it to end the sessions of a deleted account.
+	var rt *router.Router
+	n.accounts, err = accounts.New(accounts.Config{
+		Store:      n.store,
+		Directory:  n.accountsProj,
+		Domain:     cfg.Server.Domain,
+		Iterations: cfg.Accounts.SCRAMIterations,
+		Hooks: accounts.Hooks{
+			OnDeleted: func(_ context.Context, user jid.JID) error {
+				if rt != nil {
+					rt.KickUser(user, stream.NotAuthorized, "account deleted")
+				}
+				return nil
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := register.New(register.Config{
+		Domain:   cfg.Server.Domain,
+		Accounts: n.accounts,
+		Open:     cfg.Accounts.Registration,
+		// register counts a negative limit as none.
+		MaxPerAddress: cmp.Or(cfg.Accounts.RegistrationLimit, -1),
+		Window:        cfg.Accounts.RegistrationWindow.Duration,
+	})
+	var preAuth func(netip.Addr) router.IQHandler
+	if cfg.Accounts.Registration {
+		preAuth = reg.PreAuth
+	}
+	var dis *disco.Service
+	var rs *roster.Service
+	front, err := xmppfront.New(xmppfront.Config{
+		Domain:         cfg.Server.Domain,
+		TLS:            serverTLS(cert, "xmpp-client"),
+		Listen:         cfg.C2S.Listen,
+		ListenTLS:      cfg.C2S.ListenTLS,
+		MaxStanzaSize:  cfg.C2S.MaxStanzaSize,
+		IdleTimeout:    cfg.C2S.IdleTimeout.Duration,
+		MaxConnections: cfg.C2S.MaxConnections,
+		MaxPerAddress:  cfg.C2S.MaxPerAddress,
+		AuthFailures:   cfg.C2S.AuthFailures,
+		AuthPenalty:    cfg.C2S.AuthPenalty.Duration,
+		SASLSecret:     secret,
+	}, xmppfront.Deps{
+		Store:       n.store,
+		Publisher:   n.bus,
+		Subscriber:  n.bus,
+		Log:         n.log.WithField("component", "xmpp"),
+		Credentials: credentials{n.accounts},
+		UserExists: func(ctx context.Context, bare jid.JID) bool {
+			ok, err := n.accounts.Exists(ctx, bare)
+			return err == nil && ok
+		},
+		Register: preAuth,
+		Features: func(m *router.Mux, r *router.Router) error {
+			rt = r
+			log := n.log.WithField("component", "xmpp")
+			rs = roster.New(n.store, n.rosterProj, n.runner, r, roster.Options{MaxItems: cfg.C2S.MaxRosterItems, Log: log})
+			rs.Register(m)
+			ph := presence.New(rs, r, presence.Options{Log: log})
+			blk := blocking.New(blocking.Config{
+				Store:  n.store,
+				Router: r,
+				Log:    log,
+				OnChange: func(ctx context.Context, user jid.JID, ch domain.BlocklistChanged) {
+					ph.BlocklistChanged(ctx, user, ch.Blocked, ch.Unblocked)
+				},
+			})
+			blk.Register(m)
+			r.UseBlocker(blk)
+			r.UsePresence(sessionEnd{PresenceHandler: ph, ended: blk.Ended})
+			reg.Register(m)
+			xversion.New(xversion.Config{Version: version}).Register(m)
+			private.New(private.Config{Store: n.store}).Register(m)
+			vcard.New(vcard.Config{Store: n.store}).Register(m)
+			dis = disco.New(disco.Config{Domain: cfg.Server.Domain, Subscribers: n.rosterProj})
+			dis.Register(m)
+			return nil
+		},
+		StreamFeatures: func() []*stream.Element {
+			return append(roster.StreamFeatures(), dis.Caps())
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return front, nil
+}
+
+// sessionEnd tells the blocking feature that a session ended, besides the
+// presence handler.
+type sessionEnd struct {
+	router.PresenceHandler
+	ended func(full jid.JID)
+}
+
+func (s sessionEnd) Ended(ctx context.Context, full jid.JID, last *stream.Element) {
+	s.PresenceHandler.Ended(ctx, full, last)
+	s.ended(full)
+}
+
+// credentials serves SASL from the accounts service.
+type credentials struct{ a *accounts.Service }
+
+func (c credentials) Credentials(ctx context.Context, user jid.JID, hash sasl.Hash) (sasl.Credentials, error) {
+	v, err := c.a.Credentials(ctx, user, string(hash))
+	if errors.Is(err, accounts.ErrNotFound) {
+		return sasl.Credentials{}, fmt.Errorf("%w: %w", sasl.ErrUnknownUser, err)
+	}
+	if err != nil {
+		return sasl.Credentials{}, err
+	}
+	return sasl.Credentials{Salt: v.Salt, Iterations: v.Iterations, StoredKey: v.StoredKey, ServerKey: v.ServerKey}, nil
+}
+
+// loadSecret reads a 32-byte secret, creating it on first start. It keys
+// the fake SCRAM salts of unknown users, which must stay the same across
+// restarts or an observer could tell real accounts from unknown ones.
+func loadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
+	}
+	return b, nil
+}
