@@ -112,7 +112,7 @@ func defaultConfig() Config {
 			RegistrationWindow: Duration{time.Hour},
 			SCRAMIterations:    4096,
 		},
-		Store:    StoreConfig{Backend: "embedded"},
+		Store: StoreConfig{Backend: "embedded"},
 	}
 }
 
