@@ -32,6 +32,9 @@ class Client(slixmpp.ClientXMPP):
         if args.scenario == "register":
             self.register_plugin("xep_0077")
             self["xep_0077"].force_registration = True
+            # slixmpp 1.8 queues every IQ until a session exists, which
+            # holds back the registration IQ itself; let it through.
+            self._always_send_everything = True
             self.add_event_handler("register", self.on_register)
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("failed_all_auth", self.on_failed_auth)
@@ -41,6 +44,7 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("presence_available", self.on_available)
         self.messages = asyncio.Queue()
         self.subscribed = asyncio.Event()
+        self.own_presence = asyncio.Event()
         self.available = set()
 
     def emit_roster(self):
@@ -86,6 +90,8 @@ class Client(slixmpp.ClientXMPP):
 
     def on_available(self, pres):
         self.available.add(str(pres["from"]))
+        if pres["from"] == self.boundjid:
+            self.own_presence.set()
 
     async def on_start(self, _):
         try:
@@ -103,6 +109,9 @@ class Client(slixmpp.ClientXMPP):
         await self.get_roster()
         self.emit_roster()
         self.send_presence()
+        # Our own presence comes back once the server has processed it.
+        await self.own_presence.wait()
+        emit(event="online")
         if a.scenario == "login":
             pong = await self["xep_0199"].ping(jid=self.boundjid.domain, timeout=10)
             emit(event="ping", ok=pong is not None or True)
