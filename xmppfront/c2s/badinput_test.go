@@ -83,8 +83,15 @@ func TestFeatures(t *testing.T) {
 		t.Fatalf("STARTTLS not marked required: %s", f)
 	}
 	f = c.startTLS(t, ts.clientTLS())
-	if got := names(f); got != "mechanisms register" {
-		t.Fatalf("features after TLS: %s, want mechanisms register", got)
+	if got := names(f); got != "mechanisms sasl-channel-binding register" {
+		t.Fatalf("features after TLS: %s, want mechanisms sasl-channel-binding register", got)
+	}
+	var cbs []string
+	for cb := range f.Child("sasl-channel-binding", c2s.NSSASLChannelBinding).Children() {
+		cbs = append(cbs, cb.Attr("type"))
+	}
+	if got := strings.Join(cbs, " "); got != "tls-exporter tls-server-end-point" {
+		t.Fatalf("XEP-0440 channel bindings %q, want tls-exporter tls-server-end-point", got)
 	}
 	var mechs []string
 	for m := range f.Child("mechanisms", c2s.NSSASL).Children() {
