@@ -199,45 +199,62 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	sendCtx, stopSend := context.WithTimeout(ctx, cfg.Duration)
 	var senders sync.WaitGroup
 	var nextID atomic.Uint64
-	perUserRate := cfg.Rate / float64(len(online))
-	for _, u := range online {
+	send := func(u *user, rng *rand.Rand) bool {
+		peer := online[rng.IntN(len(online))]
+		for peer == u {
+			peer = online[rng.IntN(len(online))]
+		}
+		id := nextID.Add(1)
+		st.sent(id, u)
+		if err := u.sendMsg(peer.c.jidBare(), id, time.Now()); err != nil {
+			st.errs.Add(1)
+			return false
+		}
+		return true
+	}
+	if cfg.Rate > 0 {
+		// An open-loop schedule: one dispatcher sends each message when
+		// it is due, from a random user, whatever the server's pace, so
+		// that latency is measured at the offered rate.
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
 			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-			var tick *time.Ticker
-			if perUserRate > 0 {
-				iv := time.Duration(float64(time.Second) / perUserRate)
-				time.Sleep(time.Duration(rng.Int64N(int64(iv) + 1))) // spread the users
-				tick = time.NewTicker(iv)
-				defer tick.Stop()
-			}
+			start := time.Now()
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			sent := 0
 			for {
-				if tick != nil {
-					select {
-					case <-sendCtx.Done():
-						return
-					case <-tick.C:
+				select {
+				case <-sendCtx.Done():
+					return
+				case now := <-tick.C:
+					due := int(now.Sub(start).Seconds() * cfg.Rate)
+					for ; sent < due; sent++ {
+						send(online[rng.IntN(len(online))], rng)
 					}
-				} else {
+				}
+			}
+		}()
+	} else {
+		// Saturation: every user keeps Window messages in flight.
+		for _, u := range online {
+			senders.Add(1)
+			go func() {
+				defer senders.Done()
+				rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+				for {
 					select {
 					case <-sendCtx.Done():
 						return
 					case u.inflight <- struct{}{}:
 					}
+					if !send(u, rng) {
+						return
+					}
 				}
-				peer := online[rng.IntN(len(online))]
-				for peer == u {
-					peer = online[rng.IntN(len(online))]
-				}
-				id := nextID.Add(1)
-				st.sent(id, u)
-				if err := u.sendMsg(peer.c.jidBare(), id, time.Now()); err != nil {
-					st.errs.Add(1)
-					return
-				}
-			}
-		}()
+			}()
+		}
 	}
 	senders.Wait()
 	sendDone := time.Now()
