@@ -78,6 +78,8 @@ type Deps struct {
 	Register func(remote netip.Addr) router.IQHandler
 	// OnAuthenticated receives the SASL result of each login.
 	OnAuthenticated func(ctx context.Context, user jid.JID, res sasl.Result)
+	// OnSessionEnd is called when an authenticated stream ends.
+	OnSessionEnd func(ctx context.Context, user jid.JID)
 	// Features plugs in feature packages (see the package comment).
 	Features func(m *router.Mux, r *router.Router) error
 	// StreamFeatures returns the stream features those packages announce
@@ -155,6 +157,7 @@ func New(cfg Config, deps Deps) (*Front, error) {
 		OnAuthenticated: deps.OnAuthenticated,
 		Register:        deps.Register,
 		Features:        deps.StreamFeatures,
+		OnSessionEnd:    deps.OnSessionEnd,
 		Router:          r,
 		Log:             deps.Log.WithField("component", "c2s"),
 	})

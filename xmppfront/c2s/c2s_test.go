@@ -46,6 +46,20 @@ func TestLoginMechanisms(t *testing.T) {
 			c.pingServer(t)
 		})
 	}
+	// Every authenticated stream ended once, and OnSessionEnd said so.
+	deadline := time.Now().Add(wait)
+	for {
+		ts.mu.Lock()
+		ended, authed := len(ts.ended), len(ts.authed)
+		ts.mu.Unlock()
+		if ended == authed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OnSessionEnd called %d times for %d authenticated streams", ended, authed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // failsWith logs in and expects a SASL failure naming cond.

@@ -93,6 +93,10 @@ type Config struct {
 	// (so registrations can be limited per address), with IQ.From empty;
 	// the stream features then advertise in-band registration.
 	Register func(remote netip.Addr) router.IQHandler
+	// OnSessionEnd is called once when a stream that authenticated ends,
+	// bound or not, so that what OnAuthenticated set up (the user's
+	// unlocked archive keys) can be released. Optional.
+	OnSessionEnd func(ctx context.Context, user jid.JID)
 	// Features, if set, returns stream features that feature packages
 	// announce after authentication (roster versioning, pre-approval,
 	// entity capabilities). Called for every stream, so it may change.

@@ -51,6 +51,7 @@ type testServer struct {
 
 	mu     sync.Mutex
 	authed []vsasl.Result
+	ended  []string
 }
 
 // startServer runs a c2s server with a router on the in-process bus, on
@@ -92,6 +93,11 @@ func startServer(t *testing.T, tweak func(*c2s.Config)) *testServer {
 			defer ts.mu.Unlock()
 			res.ClientKey = bytes.Clone(res.ClientKey)
 			ts.authed = append(ts.authed, res)
+		},
+		OnSessionEnd: func(_ context.Context, user jid.JID) {
+			ts.mu.Lock()
+			defer ts.mu.Unlock()
+			ts.ended = append(ts.ended, user.String())
 		},
 	}
 	if tweak != nil {

@@ -403,6 +403,10 @@ func (c *session) finish(graceful bool) {
 		c.srv.cfg.Router.Ended(ctx, c)
 		cancel()
 	}
+	if c.user.Localpart() != "" && c.srv.cfg.OnSessionEnd != nil {
+		// Pairs with OnAuthenticated: once per authenticated stream.
+		c.srv.cfg.OnSessionEnd(context.WithoutCancel(c.ctx), c.user)
+	}
 	c.cancel()
 	c.killing.Wait()
 	if graceful {
