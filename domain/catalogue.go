@@ -29,6 +29,8 @@ const (
 
 	TypeArchivePrefsSet = "archive.prefs_set"
 
+	// The archive and offline-queue types are declared in archive.go.
+
 	TypeBlocklistChanged = "blocklist.changed"
 
 	TypeVCardSet = "vcard.set"
@@ -44,6 +46,8 @@ func EventTypes() []string {
 		TypeAccountRegistered, TypeAccountPasswordChanged, TypeAccountDeleted,
 		TypeRosterItemSet, TypeRosterItemRemoved, TypeRosterRequestReceived, TypeRosterRequestCleared,
 		TypeArchivePrefsSet,
+		TypeArchiveMessageStored, TypeArchivePartnerIndexed, TypeArchiveForgotten,
+		TypeOfflineMessageQueued, TypeOfflineDelivered,
 		TypeBlocklistChanged,
 		TypeVCardSet,
 		TypePrivateSet,
@@ -77,6 +81,16 @@ func CurrentSchemaVersion(eventType string) (int, bool) {
 		return RosterRequestCleared{}.EventSchemaVersion(), true
 	case TypeArchivePrefsSet:
 		return ArchivePrefsSet{}.EventSchemaVersion(), true
+	case TypeArchiveMessageStored:
+		return ArchiveMessageStored{}.EventSchemaVersion(), true
+	case TypeArchivePartnerIndexed:
+		return ArchivePartnerIndexed{}.EventSchemaVersion(), true
+	case TypeArchiveForgotten:
+		return ArchiveForgotten{}.EventSchemaVersion(), true
+	case TypeOfflineMessageQueued:
+		return OfflineMessageQueued{}.EventSchemaVersion(), true
+	case TypeOfflineDelivered:
+		return OfflineDelivered{}.EventSchemaVersion(), true
 	case TypeBlocklistChanged:
 		return BlocklistChanged{}.EventSchemaVersion(), true
 	case TypeVCardSet:
@@ -110,6 +124,16 @@ func Decode(ev Event) (Payload, error) {
 		return decodeAs[RosterRequestCleared](ev)
 	case TypeArchivePrefsSet:
 		return decodeAs[ArchivePrefsSet](ev)
+	case TypeArchiveMessageStored:
+		return decodeAs[ArchiveMessageStored](ev)
+	case TypeArchivePartnerIndexed:
+		return decodeAs[ArchivePartnerIndexed](ev)
+	case TypeArchiveForgotten:
+		return decodeAs[ArchiveForgotten](ev)
+	case TypeOfflineMessageQueued:
+		return decodeAs[OfflineMessageQueued](ev)
+	case TypeOfflineDelivered:
+		return decodeAs[OfflineDelivered](ev)
 	case TypeBlocklistChanged:
 		return decodeAs[BlocklistChanged](ev)
 	case TypeVCardSet:

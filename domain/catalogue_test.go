@@ -13,7 +13,7 @@ import (
 // the other, or when a payload does not survive its JSON encoding.
 func catalogue() []Payload {
 	v := SCRAMVerifier{Hash: HashSHA1, Salt: []byte("salt1234"), Iterations: 4096, StoredKey: make([]byte, 20), ServerKey: make([]byte, 20)}
-	return []Payload{
+	return append([]Payload{
 		AccountRegistered{JID: "alice@example.org", Verifiers: []SCRAMVerifier{v}},
 		AccountPasswordChanged{Verifiers: []SCRAMVerifier{v}},
 		AccountDeleted{},
@@ -26,7 +26,7 @@ func catalogue() []Payload {
 		BlocklistChanged{UnblockAll: true},
 		VCardSet{XML: "<vCard xmlns='vcard-temp'/>"},
 		PrivateSet{Name: "storage", Namespace: "storage:bookmarks", XML: "<storage xmlns='storage:bookmarks'/>"},
-	}
+	}, archiveSamples()...)
 }
 
 // TestEventTypesComplete fails when a type is added to the catalogue

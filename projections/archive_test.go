@@ -1,0 +1,195 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/eventstore"
+)
+
+func archiveID(minute int) uuid.UUID {
+	id := domain.ArchiveIDBound(time.Date(2025, 1, 1, 0, minute, 0, 0, time.UTC), false)
+	binary.BigEndian.PutUint64(id[8:], uint64(minute))
+	id[6], id[8] = 0x70, 0x80
+	return id
+}
+
+func term(b byte) []byte { return bytes.Repeat([]byte{b}, TermSize) }
+
+func appendArchive(t *testing.T, store eventstore.Store, stream string, ps ...domain.Payload) {
+	t.Helper()
+	evs, err := domain.NewEvents(rosterClock, ps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(context.Background(), stream, eventstore.Any(), evs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func archiveCatchUp(t *testing.T, store eventstore.Store, p *Archive) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		cp, err := p.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := store.ReadAll(ctx, cp, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return
+		}
+		for _, ev := range evs {
+			if err := p.Apply(ctx, ev); err != nil {
+				t.Fatalf("apply %s: %v", ev.Type, err)
+			}
+		}
+	}
+}
+
+// archiveView is everything the index answers for one user.
+type archiveView struct {
+	All, WithA, WithB, Pending []ArchiveEntry
+	Count, CountA, CountB      int
+}
+
+func archiveViewOf(t *testing.T, p *Archive, user string) archiveView {
+	t.Helper()
+	ctx := context.Background()
+	u := rosterJID(t, user)
+	var v archiveView
+	page := func(r ArchiveRange) []ArchiveEntry {
+		pg, err := p.Page(ctx, u, r, 1000, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pg.Entries
+	}
+	count := func(r ArchiveRange) int {
+		n, err := p.Count(ctx, u, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	v.All, v.WithA, v.WithB = page(ArchiveRange{}), page(ArchiveRange{Term: term('a')}), page(ArchiveRange{Term: term('b')})
+	v.Count, v.CountA, v.CountB = count(ArchiveRange{}), count(ArchiveRange{Term: term('a')}), count(ArchiveRange{Term: term('b')})
+	var err error
+	if v.Pending, err = p.Unindexed(ctx, u, uuid.Nil, 1000); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func ids(es []ArchiveEntry) []uuid.UUID {
+	var out []uuid.UUID
+	for _, e := range es {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+func TestArchiveIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := openRosterStore(t, dir+"/events")
+	defer store.Close()
+	db := openRosterDB(t, dir+"/proj")
+	defer db.Close()
+	p := NewArchive(db)
+	alice := "archive-alice@example.org"
+	stored := func(m int, tm []byte) domain.Payload {
+		return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
+	}
+	appendArchive(t, store, alice,
+		stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, nil))
+	appendArchive(t, store, "archive-bob@example.org", stored(9, term('a')))
+	appendArchive(t, store, "roster-alice@example.org", domain.RosterRequestReceived{JID: "x@y.example"})
+	archiveCatchUp(t, store, p)
+
+	v := archiveViewOf(t, p, "alice@example.org")
+	if got := ids(v.All); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(2), archiveID(3), archiveID(4), archiveID(5)}) {
+		t.Fatalf("all: %v", got)
+	}
+	if v.All[2].Revision != 2 || v.All[2].Term != nil || !bytes.Equal(v.All[3].Term, term('a')) ||
+		v.All[4].KeyID != archiveID(0) || !bytes.Equal(v.All[4].Sealed, []byte{1}) {
+		t.Fatalf("entries: %+v", v.All)
+	}
+	if got := ids(v.WithA); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(4)}) || v.CountA != 2 || v.Count != 5 {
+		t.Fatalf("with a: %v, count %d/%d", got, v.CountA, v.Count)
+	}
+	if got := ids(v.Pending); !reflect.DeepEqual(got, []uuid.UUID{archiveID(3), archiveID(5)}) || v.Pending[1].Revision != 4 {
+		t.Fatalf("pending: %+v", v.Pending)
+	}
+
+	// Indexed at login, then partly forgotten.
+	appendArchive(t, store, alice,
+		domain.ArchivePartnerIndexed{Entries: []domain.ArchiveIndexEntry{
+			{ArchiveID: archiveID(3), Index: term('b')}, {ArchiveID: archiveID(5), Index: term('a')},
+			{ArchiveID: archiveID(3), Index: term('b')}, // twice in one event counts once
+			{ArchiveID: archiveID(1), Index: term('b')}, // already indexed: ignored
+		}},
+		domain.ArchiveForgotten{IDs: []uuid.UUID{archiveID(2)}, Ranges: []domain.ArchiveRange{{From: archiveID(4), To: archiveID(4)}}},
+	)
+	archiveCatchUp(t, store, p)
+	v = archiveViewOf(t, p, "alice@example.org")
+	if got := ids(v.All); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(3), archiveID(5)}) || v.Count != 3 {
+		t.Fatalf("after forgetting: %v, count %d", got, v.Count)
+	}
+	if got := ids(v.WithA); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(5)}) || v.CountA != 2 {
+		t.Fatalf("with a: %v count %d", got, v.CountA)
+	}
+	if got := ids(v.WithB); !reflect.DeepEqual(got, []uuid.UUID{archiveID(3)}) || v.CountB != 1 {
+		t.Fatalf("with b: %v count %d", got, v.CountB)
+	}
+	if len(v.Pending) != 0 {
+		t.Fatalf("still pending: %v", v.Pending)
+	}
+
+	// Paging by range and backwards.
+	u := rosterJID(t, "alice@example.org")
+	pg, err := p.Page(ctx, u, ArchiveRange{From: archiveID(2)}, 1, false)
+	if err != nil || !reflect.DeepEqual(ids(pg.Entries), []uuid.UUID{archiveID(3)}) || !pg.More {
+		t.Fatalf("from 2, one: %+v %v", pg, err)
+	}
+	pg, err = p.Page(ctx, u, ArchiveRange{To: archiveID(4)}, 5, true)
+	if err != nil || !reflect.DeepEqual(ids(pg.Entries), []uuid.UUID{archiveID(1), archiveID(3)}) || pg.More {
+		t.Fatalf("to 4, backwards: %+v %v", pg, err)
+	}
+	if n, _ := p.Count(ctx, u, ArchiveRange{From: archiveID(2), To: archiveID(5)}); n != 2 {
+		t.Fatalf("count of a range: %d", n)
+	}
+
+	// A rebuild from the log gives the same index.
+	before := archiveViewOf(t, p, "alice@example.org")
+	if err := p.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := archiveViewOf(t, p, "alice@example.org"); len(v.All) != 0 {
+		t.Fatal("reset left entries")
+	}
+	archiveCatchUp(t, store, p)
+	if after := archiveViewOf(t, p, "alice@example.org"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("rebuilt index differs:\n%+v\n%+v", before, after)
+	}
+
+	// Deleting the account drops its index, and only its.
+	appendArchive(t, store, "account-alice@example.org", domain.AccountDeleted{})
+	archiveCatchUp(t, store, p)
+	if v := archiveViewOf(t, p, "alice@example.org"); len(v.All) != 0 || v.Count != 0 || v.CountA != 0 {
+		t.Fatalf("after account deletion: %+v", v)
+	}
+	if v := archiveViewOf(t, p, "bob@example.org"); len(v.All) != 1 {
+		t.Fatalf("bob's index: %+v", v)
+	}
+}
