@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"verlauf.im/verlauf/domain"
 )
 
 // Config is verlauf.toml. Every field has a default (see defaultConfig and
@@ -20,6 +21,17 @@ type Config struct {
 	C2S      C2SConfig      `toml:"c2s"`
 	Accounts AccountsConfig `toml:"accounts"`
 	Store    StoreConfig    `toml:"store"`
+	Archive  ArchiveConfig  `toml:"archive"`
+}
+
+// ArchiveConfig sets message history and the offline queue.
+type ArchiveConfig struct {
+	// Default is the history mode of users who never chose one: "never"
+	// (no history unless the user turns it on), "roster" or "always".
+	Default string `toml:"default"`
+	// OfflineLimit is how many messages may wait for a user who is
+	// offline; past it senders get resource-constraint.
+	OfflineLimit int `toml:"offline_limit"`
 }
 
 // ServerConfig holds what identifies the server and where it keeps data.
@@ -112,7 +124,8 @@ func defaultConfig() Config {
 			RegistrationWindow: Duration{time.Hour},
 			SCRAMIterations:    4096,
 		},
-		Store: StoreConfig{Backend: "embedded"},
+		Store:   StoreConfig{Backend: "embedded"},
+		Archive: ArchiveConfig{Default: "never", OfflineLimit: 1000},
 	}
 }
 
@@ -148,6 +161,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: c2s.max_stanza_size %d is below the 10000 bytes RFC 6120 requires", c.C2S.MaxStanzaSize)
 	case c.Store.Backend != "embedded":
 		return fmt.Errorf("config: store.backend %q is not supported (embedded)", c.Store.Backend)
+	case !domain.ArchiveMode(c.Archive.Default).Valid():
+		return fmt.Errorf("config: archive.default %q is not never, roster or always", c.Archive.Default)
+	case c.Archive.OfflineLimit < 1:
+		return fmt.Errorf("config: archive.offline_limit %d must be at least 1", c.Archive.OfflineLimit)
 	case c.Accounts.SCRAMIterations < 4096:
 		return fmt.Errorf("config: accounts.scram_iterations %d is below 4096 (RFC 7677)", c.Accounts.SCRAMIterations)
 	}

@@ -63,6 +63,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"half a certificate", "[tls]\ncert_file = 'a.pem'\n", "go together"},
 		{"bad backend", "[store]\nbackend = 'mysql'\n", "not supported"},
 		{"few iterations", "[accounts]\nscram_iterations = 1000\n", "4096"},
+		{"bad history default", "[archive]\ndefault = 'sometimes'\n", "archive.default"},
 		{"not toml", "this is = = not toml", "config"},
 	}
 	for _, tt := range tests {

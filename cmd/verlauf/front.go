@@ -11,10 +11,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
 	"verlauf.im/verlauf/accounts"
+	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/xmppfront"
 	"verlauf.im/verlauf/xmppfront/blocking"
@@ -48,11 +50,23 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 		Domain:     cfg.Server.Domain,
 		Iterations: cfg.Accounts.SCRAMIterations,
 		Hooks: accounts.Hooks{
-			OnDeleted: func(_ context.Context, user jid.JID) error {
+			// A new account gets its archive identity wrapped under the
+			// ClientKey of each SCRAM hash.
+			OnRegistered: func(ctx context.Context, km accounts.KeyMaterial) error {
+				return n.archive.Keys().Provision(ctx, km.User, km.ClientKeys)
+			},
+			// A logged-in user's identity is re-wrapped; an operator's
+			// reset (no session) starts a new identity and old history
+			// is lost, as the docs say.
+			OnPasswordChanged: func(ctx context.Context, km accounts.KeyMaterial) error {
+				_, err := n.archive.Keys().Rewrap(ctx, km.User, nil, km.ClientKeys)
+				return err
+			},
+			OnDeleted: func(ctx context.Context, user jid.JID) error {
 				if rt != nil {
 					rt.KickUser(user, stream.NotAuthorized, "account deleted")
 				}
-				return nil
+				return n.archive.Keys().Shred(ctx, user)
 			},
 		},
 	})
@@ -95,7 +109,11 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 			ok, err := n.accounts.Exists(ctx, bare)
 			return err == nil && ok
 		},
-		Register: preAuth,
+		Register:        preAuth,
+		OnAuthenticated: n.unlockArchive,
+		OnSessionEnd: func(_ context.Context, user jid.JID) {
+			n.archive.Keys().Release(user)
+		},
 		Features: func(m *router.Mux, r *router.Router) error {
 			rt = r
 			log := n.log.WithField("component", "xmpp")
@@ -176,4 +194,49 @@ func loadSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("secret %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// unlockArchive opens the user's archive identity with the ClientKey of
+// the login (PLAIN: derived from the password), for as long as the user
+// has a session, and indexes what arrived while they were away.
+func (n *node) unlockArchive(ctx context.Context, user jid.JID, res sasl.Result) {
+	log := n.log.WithField("user", user.String())
+	hash, clientKey := string(res.Hash), res.ClientKey
+	if res.Password != "" {
+		v, err := n.accounts.Credentials(ctx, user, hash)
+		if err != nil {
+			log.WithError(err).Error("archive: no verifier for the login's hash")
+			return
+		}
+		if clientKey, err = archive.ClientKeyFromPassword(v, res.Password); err != nil {
+			log.WithError(err).Error("archive: deriving the client key")
+			return
+		}
+		defer clear(clientKey)
+	}
+	keys := n.archive.Keys()
+	err := keys.Unlock(ctx, user, hash, clientKey)
+	if errors.Is(err, archive.ErrNoKeys) {
+		// An account from before the archive existed, or whose
+		// provisioning failed: give it an identity now, under this
+		// login's hash; the other hash is wrapped at the next password
+		// change.
+		log.Info("archive: provisioning keys at login")
+		if err = keys.Provision(ctx, user, map[string][]byte{hash: clientKey}); err == nil {
+			err = keys.Unlock(ctx, user, hash, clientKey)
+		}
+	}
+	if err != nil {
+		log.WithError(err).Error("archive: cannot unlock the user's keys; history stays sealed")
+		return
+	}
+	go func() {
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if k, err := n.archive.IndexPending(ictx, user); err != nil {
+			log.WithError(err).Warn("archive: indexing messages that arrived offline")
+		} else if k > 0 {
+			log.WithField("count", k).Debug("archive: indexed messages that arrived offline")
+		}
+	}()
 }

@@ -2,20 +2,26 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
 	"verlauf.im/verlauf/accounts"
+	"verlauf.im/verlauf/archive"
+	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore"
 	"verlauf.im/verlauf/eventstore/bus"
 	"verlauf.im/verlauf/eventstore/embedded"
+	"verlauf.im/verlauf/eventstore/keystore"
 	"verlauf.im/verlauf/migrations"
 	"verlauf.im/verlauf/projections"
 )
@@ -57,7 +63,11 @@ type node struct {
 
 	accountsProj *projections.Accounts
 	rosterProj   *projections.Roster
+	archiveProj  *projections.Archive
 	accounts     *accounts.Service
+
+	keyStore *keystore.Store
+	archive  *archive.Service
 }
 
 func openNode(ctx context.Context, cfg Config, log *logrus.Entry) (*node, error) {
@@ -79,8 +89,27 @@ func openNode(ctx context.Context, cfg Config, log *logrus.Entry) (*node, error)
 	n.bus = bus.InProcess(log.WithField("component", "bus"))
 	n.accountsProj = projections.NewAccounts(n.projDB)
 	n.rosterProj = projections.NewRoster(n.projDB)
+	n.archiveProj = projections.NewArchive(n.projDB)
 	n.runner = projections.NewRunner(n.store, n.bus, log.WithField("component", "projections"),
-		n.accountsProj, n.rosterProj)
+		n.accountsProj, n.rosterProj, n.archiveProj)
+	n.keyStore, err = keystore.Open(filepath.Join(cfg.Server.DataDir, "keys"))
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	n.archive, err = archive.New(archive.Config{
+		Store:        n.store,
+		KeyStore:     n.keyStore,
+		Index:        n.archiveProj,
+		Waiter:       n.runner,
+		Rand:         rand.Reader,
+		OfflineLimit: cfg.Archive.OfflineLimit,
+		DefaultMode:  domain.ArchiveMode(cfg.Archive.Default),
+	}, archive.NewKeys(n.keyStore, rand.Reader))
+	if err != nil {
+		n.close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -106,6 +135,13 @@ func (n *node) run(ctx context.Context) error {
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	ready := make(chan struct{})
+	// The archive caches preferences; every prefs event, from whichever
+	// node, invalidates them. Subscribed before the runner starts the pump.
+	logEvents, err := n.bus.Subscribe(gctx, bus.TopicLog)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return followLog(gctx, logEvents, n.archive.HandleEvent) })
 	g.Go(func() error { return n.runner.Run(gctx, ready) })
 	g.Go(func() error {
 		// Clients are served once the projections have caught up, so
@@ -133,9 +169,44 @@ func (n *node) run(ctx context.Context) error {
 	return err
 }
 
+// followLog hands every log event on the bus to h, acknowledging each so
+// the in-process bus, which waits for every subscriber, keeps moving.
+func followLog(ctx context.Context, msgs <-chan *message.Message, h eventstore.Handler) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			ev, err := bus.DecodeRecorded(m)
+			m.Ack()
+			if err != nil {
+				return err
+			}
+			if err := h(ctx, ev); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 func (n *node) close() {
 	if n.bus != nil {
 		_ = n.bus.Close()
+	}
+	if n.archive != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := n.archive.Close(ctx); err != nil {
+			n.log.WithError(err).Error("closing archive")
+		}
+		cancel()
+	}
+	if n.keyStore != nil {
+		if err := n.keyStore.Close(); err != nil {
+			n.log.WithError(err).Error("closing key store")
+		}
 	}
 	if n.projDB != nil {
 		if err := n.projDB.Close(); err != nil {
