@@ -19,8 +19,10 @@ import (
 	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/xmppfront"
+	"verlauf.im/verlauf/xmppfront/adhoc"
 	"verlauf.im/verlauf/xmppfront/blocking"
 	"verlauf.im/verlauf/xmppfront/disco"
+	"verlauf.im/verlauf/xmppfront/mam"
 	"verlauf.im/verlauf/xmppfront/presence"
 	"verlauf.im/verlauf/xmppfront/private"
 	"verlauf.im/verlauf/xmppfront/register"
@@ -135,7 +137,22 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 			xversion.New(xversion.Config{Version: version}).Register(m)
 			private.New(private.Config{Store: n.store}).Register(m)
 			vcard.New(vcard.Config{Store: n.store}).Register(m)
-			dis = disco.New(disco.Config{Domain: cfg.Server.Domain, Subscribers: n.rosterProj})
+			history, err := mam.New(mam.Config{Archive: n.archive, Router: r, Log: log})
+			if err != nil {
+				return err
+			}
+			history.Register(m)
+			commands, err := adhoc.New(adhoc.Config{Domain: cfg.Server.Domain, Prefs: n.archive})
+			if err != nil {
+				return err
+			}
+			commands.Register(m)
+			dis = disco.New(disco.Config{
+				Domain:          cfg.Server.Domain,
+				Subscribers:     n.rosterProj,
+				AccountFeatures: mam.AccountFeatures(),
+				Nodes:           []disco.NodeProvider{commands},
+			})
 			dis.Register(m)
 			return nil
 		},

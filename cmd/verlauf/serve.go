@@ -104,7 +104,10 @@ func openNode(ctx context.Context, cfg Config, log *logrus.Entry) (*node, error)
 		Waiter:       n.runner,
 		Rand:         rand.Reader,
 		OfflineLimit: cfg.Archive.OfflineLimit,
-		DefaultMode:  domain.ArchiveMode(cfg.Archive.Default),
+		// A page is sent as a burst of messages; keep it well inside a
+		// session's send queue (256) so a page never cuts a client off.
+		MaxPageSize: 100,
+		DefaultMode: domain.ArchiveMode(cfg.Archive.Default),
 	}, archive.NewKeys(n.keyStore, rand.Reader))
 	if err != nil {
 		n.close()

@@ -95,6 +95,19 @@ type Config struct {
 	// account: entities subscribed to the user's presence, which may see
 	// that the account is online anyway. Nil shows it to the user alone.
 	Subscribers Subscribers
+	// AccountFeatures are listed in disco#info on a user's bare JID, for
+	// features the server offers per account (XEP-0313 MAM is looked
+	// for there).
+	AccountFeatures []string
+	// Nodes answer disco#info and disco#items on server nodes other than
+	// the caps node, such as the ad-hoc commands list.
+	Nodes []NodeProvider
+}
+
+// NodeProvider answers service discovery on a node of the server. ok is
+// false for a node it does not own.
+type NodeProvider interface {
+	DiscoNode(ctx context.Context, iq router.IQ, node string) (q *stream.Element, ok bool, err error)
 }
 
 // Service answers disco#info and disco#items. Register it on the mux that
@@ -152,7 +165,7 @@ func (s *Service) info(ctx context.Context, iq router.IQ) (*stream.Element, erro
 		// The server. The only node it knows is its caps node, which
 		// clients query to verify (or learn) the hash.
 		if node != "" && node != s.cfg.Node+"#"+s.Ver() {
-			return nil, itemNotFound(node)
+			return s.node(ctx, iq, node)
 		}
 		for _, id := range s.ServerIdentities() {
 			q.AddChild(id.element())
@@ -171,6 +184,9 @@ func (s *Service) info(ctx context.Context, iq router.IQ) (*stream.Element, erro
 	q.AddChild(Identity{Category: "account", Type: "registered"}.element())
 	q.AddChild(stream.NewElement(NSInfo, "feature", "var", NSInfo))
 	q.AddChild(stream.NewElement(NSInfo, "feature", "var", NSItems))
+	for _, f := range s.cfg.AccountFeatures {
+		q.AddChild(stream.NewElement(NSInfo, "feature", "var", f))
+	}
 	return q, nil
 }
 
@@ -183,9 +199,11 @@ func (s *Service) items(ctx context.Context, iq router.IQ) (*stream.Element, err
 			return nil, err
 		}
 	}
-	// No node has items yet: components and PEP nodes would be listed here.
 	if node := iq.Payload.Attr("node"); node != "" {
-		return nil, itemNotFound(node)
+		if iq.To.Localpart() != "" {
+			return nil, itemNotFound(node)
+		}
+		return s.node(ctx, iq, node)
 	}
 	return stream.NewElement(NSItems, "query"), nil
 }
@@ -210,6 +228,17 @@ func (s *Service) authorize(ctx context.Context, iq router.IQ) error {
 		}
 	}
 	return &stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}
+}
+
+// node asks the node providers about a server node.
+func (s *Service) node(ctx context.Context, iq router.IQ, node string) (*stream.Element, error) {
+	for _, p := range s.cfg.Nodes {
+		q, ok, err := p.DiscoNode(ctx, iq, node)
+		if err != nil || ok {
+			return q, err
+		}
+	}
+	return nil, itemNotFound(node)
 }
 
 func checkGet(iq router.IQ) error {

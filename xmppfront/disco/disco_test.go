@@ -173,3 +173,39 @@ func TestAccountInfo(t *testing.T) {
 		t.Errorf("server items: %v, %v", res, err)
 	}
 }
+
+type commandsNode struct{}
+
+func (commandsNode) DiscoNode(_ context.Context, iq router.IQ, node string) (*stream.Element, bool, error) {
+	if node != "commands" {
+		return nil, false, nil
+	}
+	q := stream.NewElement(iq.Payload.Name.Space, "query", "node", node)
+	return q.AddChild(stream.NewElement(NSItems, "item", "jid", "example.org", "node", "history")), true, nil
+}
+
+// Features offered per account show on the bare JID, and node providers
+// answer for their nodes while unknown nodes stay item-not-found.
+func TestAccountFeaturesAndNodes(t *testing.T) {
+	m := router.NewMux()
+	s := New(Config{Domain: "example.org", AccountFeatures: []string{"urn:xmpp:mam:2"}, Nodes: []NodeProvider{commandsNode{}}})
+	s.Register(m)
+	res, err := call(t, m, "get", "alice@example.org/phone", "alice@example.org", query(NSInfo, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for c := range res.Children() {
+		found = found || c.Attr("var") == "urn:xmpp:mam:2"
+	}
+	if !found {
+		t.Errorf("account disco#info lacks urn:xmpp:mam:2: %v", res)
+	}
+	res, err = call(t, m, "get", "alice@example.org/phone", "example.org", query(NSItems, "commands"))
+	if err != nil || res.Child("item", "").Attr("node") != "history" {
+		t.Errorf("commands node: %v, %v", res, err)
+	}
+	if _, err := call(t, m, "get", "alice@example.org/phone", "example.org", query(NSItems, "nope")); condition(err) != stanza.ItemNotFound {
+		t.Errorf("unknown node: %v, want item-not-found", err)
+	}
+}
