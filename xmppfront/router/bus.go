@@ -131,8 +131,9 @@ func (d *busDecoder) decode(b []byte) (*stream.Element, error) {
 	return el, nil
 }
 
-// decodeStanza parses one serialised jabber:client stanza.
-func decodeStanza(b []byte, max int) (*stream.Element, error) {
+// DecodeStanza parses one stanza serialised for a jabber:client stream
+// (as AppendStanza(nil, stanza.NSClient) writes it), of at most max bytes.
+func DecodeStanza(b []byte, max int) (*stream.Element, error) {
 	rd := stream.NewReader(io.MultiReader(strings.NewReader(busHeader), bytes.NewReader(b)), stream.Limits{MaxStanzaSize: max})
 	if _, err := rd.ReadHeader(); err != nil {
 		return nil, err
@@ -149,7 +150,11 @@ func (r *Router) fromSession(ctx context.Context, sid string, st *stream.Element
 		r.log.WithError(err).Error("router: stanza from a session without a valid 'from'")
 		return
 	}
-	sess := r.sessionByID(sid)
+	e := r.entryByID(sid)
+	var sess Session
+	if e != nil {
+		sess = e.sess
+	}
 	var to jid.JID
 	if t := st.Attr("to"); t != "" {
 		if to, err = jid.Parse(t); err != nil {
@@ -183,21 +188,36 @@ func (r *Router) fromSession(ctx context.Context, sid string, st *stream.Element
 			r.onWorker(ctx, sess, st, func(ctx context.Context) { r.handleIQ(ctx, st, from, to) })
 			return
 		}
-		r.deliverFromSession(ctx, sess, st, to)
+		r.deliverFromSession(ctx, e, st, to, nil)
 	case "message":
-		r.deliverFromSession(ctx, sess, st, to)
+		r.deliverFromSession(ctx, e, st, to, &Message{Stanza: st, From: from, To: to})
 	}
 }
 
 // deliverFromSession delivers at once to local users who are online; for
 // the others delivery may touch the store (offline storage, account
-// lookup) or the network (s2s), so it runs on the sender's worker.
-func (r *Router) deliverFromSession(ctx context.Context, sess Session, st *stream.Element, to jid.JID) {
-	if r.IsLocal(to.Domainpart()) && (to.Localpart() == "" || r.online(to)) {
-		r.deliver(ctx, st, to)
+// lookup) or the network (s2s), and a message the archiver may keep waits
+// for its append, so those run on the sender's worker. m is the message
+// st is, nil for an IQ.
+func (r *Router) deliverFromSession(ctx context.Context, e *entry, st *stream.Element, to jid.JID, m *Message) {
+	inline := r.IsLocal(to.Domainpart()) && (to.Localpart() == "" || r.online(to))
+	if m != nil && r.cfg.Archiver != nil && r.cfg.Archiver.Keeps(st) {
+		m.archive, inline = true, false
+	}
+	if inline && (e == nil || e.onWorker.Load() == 0) {
+		r.deliver(ctx, st, to, m)
 		return
 	}
-	r.onWorker(ctx, sess, st, func(ctx context.Context) { r.deliver(ctx, st, to) })
+	if e == nil {
+		return // the sender is gone; nobody to answer
+	}
+	e.onWorker.Add(1)
+	if !r.onWorker(ctx, e.sess, st, func(ctx context.Context) {
+		defer e.onWorker.Add(-1)
+		r.deliver(ctx, st, to, m)
+	}) {
+		e.onWorker.Add(-1)
+	}
 }
 
 func (r *Router) presenceFromSession(ctx context.Context, sess Session, from, to jid.JID, st *stream.Element) {
@@ -208,7 +228,7 @@ func (r *Router) presenceFromSession(ctx context.Context, sess Session, from, to
 			r.SetPresence(from, st)
 			return
 		}
-		r.deliver(ctx, st, to)
+		r.deliver(ctx, st, to, nil)
 		return
 	}
 	if sess == nil {
@@ -220,14 +240,17 @@ func (r *Router) presenceFromSession(ctx context.Context, sess Session, from, to
 }
 
 // onWorker runs f on the sender's worker, or bounces st with
-// resource-constraint if the worker's queue is full.
-func (r *Router) onWorker(ctx context.Context, sess Session, st *stream.Element, f func(context.Context)) {
+// resource-constraint if the worker's queue is full. It reports whether f
+// was queued.
+func (r *Router) onWorker(ctx context.Context, sess Session, st *stream.Element, f func(context.Context)) bool {
 	if sess == nil {
-		return // the sender is gone; nobody to answer
+		return false // the sender is gone; nobody to answer
 	}
 	if !sess.Do(f) {
 		r.bounceWith(ctx, st, &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: "too many requests in flight"})
+		return false
 	}
+	return true
 }
 
 func (r *Router) online(user jid.JID) bool {

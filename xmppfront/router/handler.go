@@ -110,3 +110,59 @@ func (m *Mux) Lookup(n stream.Name) IQHandler {
 	defer m.mu.RUnlock()
 	return m.handlers[n]
 }
+
+// Archiver keeps messages in their parties' archives (XEP-0313, with the
+// ids of XEP-0359).
+type Archiver interface {
+	// Keeps reports, from the stanza alone and without blocking, whether
+	// the message may be archived. Only those messages take the hop to
+	// the sender's worker, where Archive may wait for the disk.
+	Keeps(st *stream.Element) bool
+	// Archive runs on the sender's worker once the router knows the
+	// message will be routed (the addressee exists and does not block
+	// the sender) and before it is delivered. It archives the message for
+	// each local party whose preferences say so and records the archive
+	// ids with m.SetID, so that the delivered copies carry them. It
+	// returns once the appends are durable; a side it could not archive
+	// gets no id, and the message is delivered all the same.
+	Archive(ctx context.Context, m *Message)
+}
+
+// Carbons copies messages between users to their other resources
+// (XEP-0280). Both calls run where the message is routed and must not
+// block: they only queue copies to sessions.
+type Carbons interface {
+	// Sent runs before a message a local user sent is delivered, after
+	// it was archived: the copies to the sender's other resources carry
+	// the sender's archive id.
+	Sent(ctx context.Context, m *Message)
+	// Received runs after a message was delivered to the local user
+	// m.To's resources direct (none when it went to the offline queue).
+	Received(ctx context.Context, m *Message, direct []jid.JID)
+}
+
+// OfflineErrorer is an OfflineHandler that says why it refused a message:
+// the router bounces the message with the error it returns (a
+// *stanza.Error, such as resource-constraint for a full queue) and does
+// not call Offline. A nil error means the handler took the message.
+type OfflineErrorer interface {
+	OfflineErr(ctx context.Context, to jid.JID, st *stream.Element) error
+}
+
+// AvailableHandler is told when a bound resource starts to receive the
+// messages sent to its bare JID: available presence with a non-negative
+// priority (RFC 6121 §8.5.2.1.1), the moment XEP-0160 delivers offline
+// messages. It runs on that session's worker, after the presence handler
+// has handled the presence that made it available.
+type AvailableHandler interface {
+	Available(ctx context.Context, full jid.JID)
+}
+
+// QueueWaiter is a Session that can wait for room in its send queue
+// instead of being cut off when it is full. Bulk senders (offline
+// delivery) use it through SendToResourceWait.
+type QueueWaiter interface {
+	// SendWait queues st, waiting for room until ctx ends; false if the
+	// session is gone or ctx ended.
+	SendWait(ctx context.Context, st *stream.Element) bool
+}

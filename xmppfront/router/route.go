@@ -21,13 +21,15 @@ func (r *Router) Route(ctx context.Context, st *stream.Element) {
 		r.log.WithField("stanza", st.Name.Local).Debug("router: dropping stanza without a valid 'to'")
 		return
 	}
-	r.deliver(ctx, st, to)
+	r.deliver(ctx, st, to, nil)
 }
 
 // deliver is the routing shared by Route and stanzas from sessions, for
-// everything but what the server answers itself.
-func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID) {
+// everything but what the server answers itself. m is set for a message
+// between users, which the message hooks see; nil for anything else.
+func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID, m *Message) {
 	if !r.IsLocal(to.Domainpart()) {
+		r.beforeDelivery(ctx, m)
 		r.remote(ctx, st)
 		return
 	}
@@ -45,7 +47,7 @@ func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID) {
 	}
 	switch st.Name.Local {
 	case "message":
-		r.message(ctx, st, to)
+		r.message(ctx, st, to, m)
 	case "presence":
 		r.presence(st, to)
 	case "iq":
@@ -123,8 +125,10 @@ func (r *Router) remote(ctx context.Context, st *stream.Element) {
 	}
 }
 
-// message applies RFC 6121 §8.5.2 (bare JID) and §8.5.3 (full JID).
-func (r *Router) message(ctx context.Context, st *stream.Element, to jid.JID) {
+// message applies RFC 6121 §8.5.2 (bare JID) and §8.5.3 (full JID). A
+// message between users (m set) is archived and carbon-copied on the way
+// (beforeDelivery, sendMessage, offline).
+func (r *Router) message(ctx context.Context, st *stream.Element, to jid.JID, m *Message) {
 	typ := st.Attr("type")
 	if typ == "" {
 		typ = "normal"
@@ -133,9 +137,10 @@ func (r *Router) message(ctx context.Context, st *stream.Element, to jid.JID) {
 		r.bounce(ctx, st, stanza.ServiceUnavailable)
 		return
 	}
+	r.beforeDelivery(ctx, m)
 	if to.Resourcepart() != "" {
 		if s := r.session(to); s != nil {
-			s.Send(st)
+			r.sendMessage(ctx, st, m, to, s)
 			return
 		}
 		// §8.5.3.2.1: the resource is gone.
@@ -166,15 +171,10 @@ func (r *Router) message(ctx context.Context, st *stream.Element, to jid.JID) {
 	// expect.
 	targets := r.targets(to, true)
 	if len(targets) == 0 {
-		if r.cfg.Offline != nil && r.cfg.Offline.Offline(ctx, to.Bare(), st) {
-			return
-		}
-		r.bounce(ctx, st, stanza.ServiceUnavailable)
+		r.offline(ctx, st, m, to)
 		return
 	}
-	for _, s := range targets {
-		s.Send(st)
-	}
+	r.sendMessage(ctx, st, m, to, targets...)
 }
 
 // targets returns the available sessions of a user with non-negative
@@ -284,7 +284,7 @@ func (r *Router) reply(ctx context.Context, st *stream.Element) {
 		}
 		return
 	}
-	r.deliver(ctx, st, to)
+	r.deliver(ctx, st, to, nil)
 }
 
 // bounceErr answers st with the stanza error err carries, or with

@@ -66,6 +66,8 @@ type Resource struct {
 	// Presence is the last presence the session broadcast, nil if none.
 	// It is shared: do not modify it.
 	Presence *stream.Element
+	// Carbons is true while the session has XEP-0280 carbons enabled.
+	Carbons bool
 }
 
 // OfflineHandler takes a message for a local user who has no resource to
@@ -100,6 +102,13 @@ type Config struct {
 	// Offline takes messages for users with no available resource; nil
 	// answers service-unavailable.
 	Offline OfflineHandler
+	// Available is told when a resource becomes a target of messages to
+	// its bare JID (offline delivery); nil tells no one.
+	Available AvailableHandler
+	// Archiver archives messages between users; nil archives nothing.
+	Archiver Archiver
+	// Carbons sends carbon copies; nil sends none.
+	Carbons Carbons
 	// S2S sends to remote domains; nil answers remote-server-not-found.
 	S2S S2S
 	// Blocker applies XEP-0191 blocking; nil blocks nothing.
@@ -133,7 +142,13 @@ type entry struct {
 	priority   int
 	available  bool
 	interested bool
+	carbons    bool
 	presence   *stream.Element
+	// onWorker counts the session's stanzas being routed on its worker:
+	// while there are any, the next ones queue behind them, so that a
+	// message that waits for the archive is not overtaken by the
+	// session's next stanza (RFC 6120 §10.1, in-order processing).
+	onWorker atomic.Int32
 }
 
 // New returns a router; call Start before any session submits.
@@ -266,7 +281,7 @@ func (r *Router) Resources(bare jid.JID) []Resource {
 	for _, e := range rs {
 		out = append(out, Resource{
 			JID: e.jid, Priority: e.priority, Available: e.available,
-			Interested: e.interested, Presence: e.presence,
+			Interested: e.interested, Presence: e.presence, Carbons: e.carbons,
 		})
 	}
 	return out
@@ -274,7 +289,9 @@ func (r *Router) Resources(bare jid.JID) []Resource {
 
 // SetPresence records the availability and priority of a bound session
 // from the presence it broadcast; nil or type='unavailable' makes it
-// unavailable. The presence handler calls it.
+// unavailable. The presence handler calls it. When the session becomes a
+// target of messages to its bare JID, the AvailableHandler is queued on
+// its worker.
 func (r *Router) SetPresence(full jid.JID, p *stream.Element) {
 	avail := p != nil && p.Attr("type") == ""
 	prio := 0
@@ -286,15 +303,38 @@ func (r *Router) SetPresence(full jid.JID, p *stream.Element) {
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e := r.lookupLocked(full); e != nil {
-		e.available, e.priority = avail, prio
-		if avail {
-			e.presence = p
-		} else {
-			e.presence = nil
+	e := r.lookupLocked(full)
+	if e == nil {
+		r.mu.Unlock()
+		return
+	}
+	wasTarget := e.available && e.priority >= 0
+	e.available, e.priority = avail, prio
+	if avail {
+		e.presence = p
+	} else {
+		e.presence = nil
+	}
+	sess := e.sess
+	r.mu.Unlock()
+	if h := r.cfg.Available; h != nil && !wasTarget && avail && prio >= 0 {
+		if !sess.Do(func(ctx context.Context) { h.Available(ctx, full) }) {
+			r.log.WithField("jid", full.String()).Warn("router: session worker full, offline delivery postponed to the next presence")
 		}
 	}
+}
+
+// SetCarbons turns XEP-0280 carbons on or off for the session bound to
+// full; false if there is none.
+func (r *Router) SetCarbons(full jid.JID, on bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.lookupLocked(full)
+	if e == nil {
+		return false
+	}
+	e.carbons = on
+	return true
 }
 
 // SetInterested marks a session as having requested the roster.
@@ -313,6 +353,20 @@ func (r *Router) SendToResource(_ context.Context, full jid.JID, st *stream.Elem
 	return s != nil && s.Send(st)
 }
 
+// SendToResourceWait is SendToResource for bulk senders: a session that
+// is a QueueWaiter is waited for (until ctx ends) instead of being cut off
+// for a full queue.
+func (r *Router) SendToResourceWait(ctx context.Context, full jid.JID, st *stream.Element) bool {
+	s := r.session(full)
+	if s == nil {
+		return false
+	}
+	if w, ok := s.(QueueWaiter); ok {
+		return w.SendWait(ctx, st)
+	}
+	return s.Send(st)
+}
+
 func (r *Router) session(full jid.JID) Session {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -322,13 +376,10 @@ func (r *Router) session(full jid.JID) Session {
 	return nil
 }
 
-func (r *Router) sessionByID(id string) Session {
+func (r *Router) entryByID(id string) *entry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if e := r.byID[id]; e != nil {
-		return e.sess
-	}
-	return nil
+	return r.byID[id]
 }
 
 func (r *Router) lookupLocked(full jid.JID) *entry {
@@ -376,6 +427,16 @@ func (r *Router) UsePresence(h PresenceHandler) { r.cfg.Presence = h }
 
 // UseOffline sets the offline handler (see Config.Offline); before Start.
 func (r *Router) UseOffline(h OfflineHandler) { r.cfg.Offline = h }
+
+// UseAvailable sets the handler told of newly available resources (see
+// Config.Available); before Start.
+func (r *Router) UseAvailable(h AvailableHandler) { r.cfg.Available = h }
+
+// UseArchiver sets the archiver (see Config.Archiver); before Start.
+func (r *Router) UseArchiver(a Archiver) { r.cfg.Archiver = a }
+
+// UseCarbons sets the carbons hook (see Config.Carbons); before Start.
+func (r *Router) UseCarbons(c Carbons) { r.cfg.Carbons = c }
 
 // UseS2S sets the remote domain handler (see Config.S2S); before Start.
 func (r *Router) UseS2S(h S2S) { r.cfg.S2S = h }

@@ -102,7 +102,7 @@ func (f *fixture) send(t *testing.T, addr, raw string) {
 
 func parse(t testing.TB, raw string) *stream.Element {
 	t.Helper()
-	el, err := decodeStanza([]byte(raw), stream.DefaultMaxStanzaSize)
+	el, err := DecodeStanza([]byte(raw), stream.DefaultMaxStanzaSize)
 	if err != nil {
 		t.Fatalf("parse %s: %v", raw, err)
 	}
@@ -386,7 +386,7 @@ func FuzzRoute(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		fx := newFixture(t, "alice/a:0", "bob/1:1", "bob/2:-1")
-		el, err := decodeStanza([]byte(raw), stream.DefaultMaxStanzaSize)
+		el, err := DecodeStanza([]byte(raw), stream.DefaultMaxStanzaSize)
 		if err != nil || el.Name.Space != stream.NSClient {
 			return
 		}
