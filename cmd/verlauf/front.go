@@ -20,9 +20,12 @@ import (
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/xmppfront"
 	"verlauf.im/verlauf/xmppfront/adhoc"
+	"verlauf.im/verlauf/xmppfront/archiving"
 	"verlauf.im/verlauf/xmppfront/blocking"
+	"verlauf.im/verlauf/xmppfront/carbons"
 	"verlauf.im/verlauf/xmppfront/disco"
 	"verlauf.im/verlauf/xmppfront/mam"
+	"verlauf.im/verlauf/xmppfront/offline"
 	"verlauf.im/verlauf/xmppfront/presence"
 	"verlauf.im/verlauf/xmppfront/private"
 	"verlauf.im/verlauf/xmppfront/register"
@@ -137,6 +140,16 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 			xversion.New(xversion.Config{Version: version}).Register(m)
 			private.New(private.Config{Store: n.store}).Register(m)
 			vcard.New(vcard.Config{Store: n.store}).Register(m)
+			arch := archiving.New(archiving.Config{Archive: n.archive, Roster: n.rosterProj, Domain: cfg.Server.Domain, Log: log})
+			arch.Register(m)
+			r.UseArchiver(arch)
+			cc := carbons.New(r)
+			cc.Register(m)
+			r.UseCarbons(cc)
+			off := offline.New(offline.Config{Queue: n.archive, Router: r, Domain: cfg.Server.Domain, MaxStanzaSize: cfg.C2S.MaxStanzaSize, Log: log})
+			off.Register(m)
+			r.UseOffline(off)
+			r.UseAvailable(off)
 			history, err := mam.New(mam.Config{Archive: n.archive, Router: r, Log: log})
 			if err != nil {
 				return err

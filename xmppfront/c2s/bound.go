@@ -3,6 +3,7 @@ package c2s
 import (
 	"context"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -105,6 +106,35 @@ func (c *session) Send(st *stream.Element) bool {
 		return true
 	default:
 		c.log.Warn("c2s: send queue full, disconnecting a client that does not read")
+		c.kill(stream.PolicyViolation, "too slow to read")
+		return false
+	}
+}
+
+var _ router.QueueWaiter = (*session)(nil)
+
+// SendWait implements router.QueueWaiter: it queues st, waiting for room
+// instead of cutting the client off, for bursts the server itself makes
+// (an offline queue being drained, a MAM page). It gives up when ctx ends,
+// the session ends, or the client has not made room within the write
+// timeout, which is then treated like any client too slow to read.
+func (c *session) SendWait(ctx context.Context, st *stream.Element) bool {
+	c.qmu.RLock()
+	defer c.qmu.RUnlock()
+	if c.qclosed || c.killed.Load() {
+		return false
+	}
+	t := time.NewTimer(c.srv.cfg.WriteTimeout)
+	defer t.Stop()
+	select {
+	case c.out <- st:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-c.ctx.Done():
+		return false
+	case <-t.C:
+		c.log.Warn("c2s: send queue full for too long, disconnecting a client that does not read")
 		c.kill(stream.PolicyViolation, "too slow to read")
 		return false
 	}
