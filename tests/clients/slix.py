@@ -29,6 +29,7 @@ class Client(slixmpp.ClientXMPP):
         self.failed = None
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
+        self.register_plugin("xep_0313")
         if args.scenario == "register":
             self.register_plugin("xep_0077")
             self["xep_0077"].force_registration = True
@@ -127,6 +128,25 @@ class Client(slixmpp.ClientXMPP):
             emit(event="message", frm=str(msg["from"]), body=msg["body"])
             await asyncio.sleep(0.5)  # let the last roster push arrive
             self.emit_roster()
+            return
+        if a.scenario == "history":
+            # Page through the whole archive with XEP-0313 and XEP-0059,
+            # as a second device would, optionally only with --peer.
+            kw = {"rsm": {"max": 3}}
+            if a.peer:
+                kw["with_jid"] = slixmpp.JID(a.peer)
+            async for msg in self["xep_0313"].iterate(**kw):
+                fwd = msg["mam_result"]["forwarded"]
+                emit(event="archived", id=msg["mam_result"]["id"], frm=str(fwd["stanza"]["from"]),
+                     body=fwd["stanza"]["body"], stamp=str(fwd["delay"]["stamp"]))
+            return
+        if a.scenario == "offline":
+            # Collect what waited while we were away, then stop.
+            await asyncio.sleep(1.5)
+            while not self.messages.empty():
+                msg = self.messages.get_nowait()
+                emit(event="message", frm=str(msg["from"]), body=msg["body"],
+                     delay=str(msg["delay"]["stamp"]) if msg["delay"]["stamp"] else "")
             return
         if a.scenario == "echo":
             # Answer every message until told to stop.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"mellium.im/sasl"
@@ -398,4 +399,49 @@ func (quiet) Infof(string, ...any)  {}
 func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// slixmpp, as a second device, reads history kept while another client
+// chatted, and collects what waited for it offline.
+func TestSlixmppHistoryAndOffline(t *testing.T) {
+	s := testserver.Start(t, testserver.Options{})
+	alice, bob, carol := addUser(t, s, "alice"), addUser(t, s, "bob"), addUser(t, s, "carol")
+	a := login(t, s, alice, "", sasl.ScramSha256)
+	historyOn(t, a)
+	b := login(t, s, bob, "", sasl.ScramSha256)
+	a.Send(t, "<presence/>")
+	b.Send(t, "<presence/>")
+	var want []string
+	for i := range 7 {
+		body := fmt.Sprintf("line %d for the archive", i)
+		a.Send(t, fmt.Sprintf("<message to='%s' type='chat' id='h%d'><body>%s</body></message>", bob, i, body))
+		b.Expect(t, "message", isMessage(fmt.Sprintf("h%d", i)))
+		want = append(want, body)
+	}
+	// Bob writes to carol, who is offline.
+	b.Send(t, "<message to='"+carol+"' type='chat' id='off'><body>for carol, later</body></message>")
+	pingServer(t, b, s.Domain, "sync")
+
+	ctx := ctxT(t, 60*time.Second)
+	evs, err := slix(t, ctx, s, nil, "--jid", alice, "--scenario", "history", "--peer", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e["event"] == "archived" {
+			got = append(got, e["body"].(string))
+		}
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("slixmpp read the history %q, want %q", got, want)
+	}
+	evs, err = slix(t, ctx, s, nil, "--jid", carol, "--scenario", "offline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := find(evs, "message")
+	if m == nil || m["body"] != "for carol, later" || m["delay"] == "" {
+		t.Fatalf("carol's offline messages: %v", evs)
+	}
 }
