@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2"
 
 	"verlauf.im/verlauf/eventstore"
@@ -24,7 +25,18 @@ type DB struct {
 
 // OpenDB opens (creating if needed) the projection store in dir.
 func OpenDB(dir string) (*DB, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// Projections do a point lookup or two per event (does this id exist,
+	// what is this user's count): bloom filters answer "absent" without
+	// reading a block, and a block cache larger than Pebble's 8 MiB keeps
+	// the present ones in memory. Without both, the archive index spent a
+	// third of the server's CPU in pread under load.
+	cache := pebble.NewCache(64 << 20)
+	defer cache.Unref()
+	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: 32 << 20}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", dir, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"time"
 
@@ -22,6 +23,15 @@ type Config struct {
 	Accounts AccountsConfig `toml:"accounts"`
 	Store    StoreConfig    `toml:"store"`
 	Archive  ArchiveConfig  `toml:"archive"`
+	S2S      S2SConfig      `toml:"s2s"`
+	Debug    DebugConfig    `toml:"debug"`
+}
+
+// DebugConfig holds what an operator turns on to look inside.
+type DebugConfig struct {
+	// Pprof, if set, serves Go's profiler (net/http/pprof) on this
+	// address. Bind it to loopback: profiles show memory contents.
+	Pprof string `toml:"pprof"`
 }
 
 // ArchiveConfig sets message history and the offline queue.
@@ -67,6 +77,22 @@ type C2SConfig struct {
 	AuthFailures   int      `toml:"auth_failures"`    // failed logins per account or address before throttling
 	AuthPenalty    Duration `toml:"auth_penalty"`     // how long a throttled account or address waits
 	MaxRosterItems int      `toml:"max_roster_items"` // per user
+}
+
+// S2SConfig sets federation with other servers. Server-to-server
+// traffic is always encrypted: there is no key to turn TLS off.
+type S2SConfig struct {
+	Listen    string `toml:"listen"`     // STARTTLS; "" turns federation off
+	ListenTLS string `toml:"listen_tls"` // direct TLS, XEP-0368; "" for none
+	// Routes maps remote domains to "host:port", overriding DNS.
+	Routes map[string]string `toml:"routes"`
+	// RequireVerifiedCertificates refuses peers whose certificate cannot
+	// be verified for their domain, instead of falling back to Server
+	// Dialback (XEP-0220) over TLS.
+	RequireVerifiedCertificates bool `toml:"require_verified_certificates"`
+	// CAFile adds PEM certificates to the system roots for peers.
+	CAFile      string   `toml:"ca_file"`
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // AccountsConfig sets how accounts come to be.
@@ -126,6 +152,12 @@ func defaultConfig() Config {
 		},
 		Store:   StoreConfig{Backend: "embedded"},
 		Archive: ArchiveConfig{Default: "never", OfflineLimit: 1000},
+		S2S: S2SConfig{
+			Listen:                      ":5269",
+			Routes:                      map[string]string{},
+			RequireVerifiedCertificates: true,
+			IdleTimeout:                 Duration{10 * time.Minute},
+		},
 	}
 }
 
@@ -167,6 +199,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("config: archive.offline_limit %d must be at least 1", c.Archive.OfflineLimit)
 	case c.Accounts.SCRAMIterations < 4096:
 		return fmt.Errorf("config: accounts.scram_iterations %d is below 4096 (RFC 7677)", c.Accounts.SCRAMIterations)
+	}
+	for d, a := range c.S2S.Routes {
+		if _, _, err := net.SplitHostPort(a); err != nil || d == "" {
+			return fmt.Errorf("config: s2s.routes: %q = %q is not domain = \"host:port\"", d, a)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("config: tls.cert_file and tls.key_file go together")

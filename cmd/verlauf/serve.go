@@ -7,6 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -146,6 +149,12 @@ func (n *node) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return followLog(gctx, logEvents, n.archive.HandleEvent) })
 	g.Go(func() error { return n.runner.Run(gctx, ready) })
+	if addr := n.cfg.Debug.Pprof; addr != "" {
+		if err := servePprof(gctx, g, addr); err != nil {
+			return err
+		}
+		n.log.WithField("addr", addr).Warn("profiler enabled")
+	}
 	g.Go(func() error {
 		// Clients are served once the projections have caught up, so
 		// that nobody sees a roster from before the last restart.
@@ -221,4 +230,29 @@ func (n *node) close() {
 			n.log.WithError(err).Error("closing event store")
 		}
 	}
+}
+
+// servePprof serves net/http/pprof on addr until ctx ends.
+func servePprof(ctx context.Context, g *errgroup.Group, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug.pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	g.Go(func() error {
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
 }
