@@ -72,7 +72,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		conn.Close()
 		return nil, err
 	}
-	return serve(s), nil
+	return Serve(s), nil
 }
 
 // MustDial is Dial that fails the test, and closes the session at the end.
@@ -88,7 +88,8 @@ func MustDial(t testing.TB, o Options) *Client {
 	return c
 }
 
-func serve(s *xmpp.Session) *Client {
+// Serve reads the session's incoming stanzas into the Client's channel.
+func Serve(s *xmpp.Session) *Client {
 	c := &Client{S: s, JID: s.LocalAddr(), In: make(chan *stream.Element, 256), served: make(chan error, 1)}
 	go func() {
 		c.served <- s.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"math/big"
@@ -22,13 +21,13 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"mellium.im/sasl"
-	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore"
 	"verlauf.im/verlauf/eventstore/bus"
+	"verlauf.im/verlauf/tests/xmppclient"
 	"verlauf.im/verlauf/xmppfront/c2s"
 	"verlauf.im/verlauf/xmppfront/ping"
 	"verlauf.im/verlauf/xmppfront/router"
@@ -189,13 +188,13 @@ func (ts *testServer) clientTLS() *tls.Config {
 	return &tls.Config{ServerName: testDomain, RootCAs: ts.roots, MinVersion: tls.VersionTLS13}
 }
 
-// client is a mellium.im/xmpp session with its incoming stanzas parsed
-// into a channel. It answers XEP-0199 pings, as real clients do.
+// client is a mellium.im/xmpp session (the shared test client of
+// tests/xmppclient) with its incoming stanzas parsed into a channel. It
+// answers XEP-0199 pings, as real clients do.
 type client struct {
-	s      *xmpp.Session
-	jid    jid.JID
-	in     chan *stream.Element
-	served chan error
+	*xmppclient.Client
+	jid jid.JID
+	in  chan *stream.Element
 }
 
 // dial logs in over STARTTLS with mellium.im/xmpp.
@@ -234,121 +233,26 @@ func (ts *testServer) login(t *testing.T, user, resource string) *client {
 }
 
 func serve(s *xmpp.Session) *client {
-	c := &client{s: s, jid: s.LocalAddr(), in: make(chan *stream.Element, 64), served: make(chan error, 1)}
-	go func() {
-		c.served <- s.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-			var buf bytes.Buffer
-			enc := xml.NewEncoder(&buf)
-			if err := enc.EncodeToken(stripDecls(*start)); err != nil {
-				return err
-			}
-			// The reader yields the inner tokens and the end tag.
-			for {
-				tok, err := t.Token()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if se, ok := tok.(xml.StartElement); ok {
-					tok = stripDecls(se)
-				}
-				if err := enc.EncodeToken(tok); err != nil {
-					return err
-				}
-			}
-			if err := enc.Flush(); err != nil {
-				return err
-			}
-			el, err := parseElement(buf.Bytes())
-			if err != nil {
-				return err
-			}
-			if el.Name.Local == "iq" && el.Attr("type") == "get" && el.Child("ping", ping.NS) != nil {
-				res := fmt.Sprintf("<iq xmlns='jabber:client' type='result' id='%s' to='%s'/>", el.Attr("id"), el.Attr("from"))
-				if _, err := xmlstream.Copy(t, xml.NewDecoder(strings.NewReader(res))); err != nil {
-					return err
-				}
-			}
-			c.in <- el
-			return nil
-		}))
-	}()
-	return c
-}
-
-// stripDecls drops namespace declarations, which encoding/xml's Encoder
-// writes again from the names and would then duplicate.
-func stripDecls(se xml.StartElement) xml.StartElement {
-	attrs := se.Attr[:0:0]
-	for _, a := range se.Attr {
-		if a.Name.Space == "xmlns" || a.Name.Space == "" && a.Name.Local == "xmlns" {
-			continue
-		}
-		attrs = append(attrs, a)
-	}
-	se.Attr = attrs
-	return se
+	c := xmppclient.Serve(s)
+	return &client{Client: c, jid: c.JID, in: c.In}
 }
 
 // parseElement parses one stanza as it arrived on a jabber:client stream.
-func parseElement(b []byte) (*stream.Element, error) {
-	const hdr = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
-	r := stream.NewReader(io.MultiReader(strings.NewReader(hdr), bytes.NewReader(b)), stream.Limits{})
-	if _, err := r.ReadHeader(); err != nil {
-		return nil, err
-	}
-	return r.Next()
-}
+func parseElement(b []byte) (*stream.Element, error) { return xmppclient.Parse(b) }
 
-// send writes raw XML on the client's stream.
-func (c *client) send(t *testing.T, raw string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := c.s.Send(ctx, xml.NewDecoder(strings.NewReader(raw))); err != nil {
-		t.Fatalf("%s: send: %v", c.jid, err)
-	}
-}
+func (c *client) send(t *testing.T, raw string) { t.Helper(); c.Send(t, raw) }
 
-// expect returns the next stanza received that matches; others are
-// skipped.
 func (c *client) expect(t *testing.T, what string, match func(*stream.Element) bool) *stream.Element {
 	t.Helper()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case el := <-c.in:
-			if match(el) {
-				return el
-			}
-			t.Logf("%s: skipping %s", c.jid, el)
-		case err := <-c.served:
-			t.Fatalf("%s: stream ended waiting for %s: %v", c.jid, what, err)
-		case <-timer.C:
-			t.Fatalf("%s: no %s", c.jid, what)
-		}
-	}
+	return c.Expect(t, what, match)
 }
 
 func (c *client) expectID(t *testing.T, id string) *stream.Element {
 	t.Helper()
-	return c.expect(t, "reply to "+id, func(el *stream.Element) bool { return el.Attr("id") == id })
+	return c.ExpectID(t, id)
 }
 
-// ended waits for the client's stream to end and returns the error.
-func (c *client) ended(t *testing.T) error {
-	t.Helper()
-	select {
-	case err := <-c.served:
-		return err
-	case <-time.After(wait):
-		t.Fatalf("%s: stream did not end", c.jid)
-		return nil
-	}
-}
+func (c *client) ended(t *testing.T) error { t.Helper(); return c.Ended(t) }
 
 // pingServer checks that the client's session still works end to end.
 func (c *client) pingServer(t *testing.T) {
