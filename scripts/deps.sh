@@ -6,6 +6,12 @@ set -euo pipefail
 need_apt=()
 # Debian's slixmpp is only visible to the system interpreter.
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || need_apt+=(python3-slixmpp)
+# Federation tests run real peers.
+# lua-unbound (lua5.4-unbound) is only a Recommends of prosody, but the tests point
+# Prosody's resolver at /etc/hosts through it.
+for pkg in prosody lua-unbound ejabberd; do
+	dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 
 if ((${#need_apt[@]})); then
 	echo "deps: installing ${need_apt[*]} from Debian" >&2
@@ -14,8 +20,19 @@ if ((${#need_apt[@]})); then
 		exit 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
+	# The peer servers' packages would start system services; the tests
+	# start their own throwaway instances, so keep dpkg from starting any.
+	policy=/usr/sbin/policy-rc.d
+	made_policy=
+	trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod +x "$policy"
+		made_policy=1
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 
 go mod download

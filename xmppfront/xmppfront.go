@@ -33,6 +33,7 @@ import (
 	"verlauf.im/verlauf/xmppfront/c2s"
 	"verlauf.im/verlauf/xmppfront/ping"
 	"verlauf.im/verlauf/xmppfront/router"
+	"verlauf.im/verlauf/xmppfront/s2s"
 	"verlauf.im/verlauf/xmppfront/sasl"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	// directory); if empty a random one is drawn, which lets a patient
 	// observer tell unknown users from real ones across restarts.
 	SASLSecret []byte
+	// S2S, if set, turns federation on (package s2s). Its Domain, Router
+	// and Log are filled in; a nil TLS takes the c2s certificate, zero
+	// Limits the stanza size above.
+	S2S *s2s.Config
 }
 
 // Deps are the services the front end uses.
@@ -92,6 +97,8 @@ type Front struct {
 	Router *router.Router
 	Mux    *router.Mux
 	C2S    *c2s.Server
+	// S2S is nil when federation is off.
+	S2S *s2s.Server
 }
 
 // New builds the front end; nothing listens until Listen or Serve.
@@ -164,12 +171,36 @@ func New(cfg Config, deps Deps) (*Front, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Front{Router: r, Mux: mux, C2S: srv}, nil
+	f := &Front{Router: r, Mux: mux, C2S: srv}
+	if cfg.S2S != nil {
+		sc := *cfg.S2S
+		sc.Domain, sc.Router = cfg.Domain, r
+		sc.Log = deps.Log.WithField("component", "s2s")
+		if sc.TLS == nil {
+			sc.TLS = cfg.TLS
+		}
+		if sc.Limits == (stream.Limits{}) {
+			sc.Limits = stream.Limits{MaxStanzaSize: cfg.MaxStanzaSize}
+		}
+		if f.S2S, err = s2s.New(sc); err != nil {
+			return nil, err
+		}
+		r.UseS2S(f.S2S)
+	}
+	return f, nil
 }
 
 // Listen opens the listeners, so that cmd can report a busy port before
 // it starts serving.
-func (f *Front) Listen() error { return f.C2S.Listen() }
+func (f *Front) Listen() error {
+	if err := f.C2S.Listen(); err != nil {
+		return err
+	}
+	if f.S2S != nil {
+		return f.S2S.Listen()
+	}
+	return nil
+}
 
 // Serve routes and serves clients until ctx ends, then closes every
 // stream gracefully (system-shutdown) and returns.
@@ -184,5 +215,14 @@ func (f *Front) Serve(ctx context.Context) error {
 	}
 	// The router outlives the listeners so the last stanzas of closing
 	// sessions are still routed.
-	return f.C2S.Serve(ctx)
+	if f.S2S == nil {
+		return f.C2S.Serve(ctx)
+	}
+	s2sDone := make(chan error, 1)
+	go func() { s2sDone <- f.S2S.Serve(ctx) }()
+	err := f.C2S.Serve(ctx)
+	if serr := <-s2sDone; err == nil {
+		err = serr
+	}
+	return err
 }

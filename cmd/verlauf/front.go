@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,6 +32,7 @@ import (
 	"verlauf.im/verlauf/xmppfront/register"
 	"verlauf.im/verlauf/xmppfront/roster"
 	"verlauf.im/verlauf/xmppfront/router"
+	"verlauf.im/verlauf/xmppfront/s2s"
 	"verlauf.im/verlauf/xmppfront/sasl"
 	"verlauf.im/verlauf/xmppfront/stream"
 	"verlauf.im/verlauf/xmppfront/vcard"
@@ -90,6 +92,10 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 	if cfg.Accounts.Registration {
 		preAuth = reg.PreAuth
 	}
+	s2sCfg, err := n.s2sConfig(cert)
+	if err != nil {
+		return nil, err
+	}
 	var dis *disco.Service
 	var rs *roster.Service
 	front, err := xmppfront.New(xmppfront.Config{
@@ -104,6 +110,7 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 		AuthFailures:   cfg.C2S.AuthFailures,
 		AuthPenalty:    cfg.C2S.AuthPenalty.Duration,
 		SASLSecret:     secret,
+		S2S:            s2sCfg,
 	}, xmppfront.Deps{
 		Store:       n.store,
 		Publisher:   n.bus,
@@ -177,6 +184,44 @@ func (n *node) buildFront(cert tls.Certificate) (*xmppfront.Front, error) {
 		return nil, err
 	}
 	return front, nil
+}
+
+// s2sConfig is federation's configuration, nil when it is off: the
+// certificate without ALPN (s2s sets its own), the system roots plus the
+// configured CA file, and a dialback secret kept under the data directory
+// so that keys issued before a restart still verify after it.
+func (n *node) s2sConfig(cert tls.Certificate) (*s2s.Config, error) {
+	c := n.cfg.S2S
+	if c.Listen == "" && c.ListenTLS == "" {
+		return nil, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("s2s.ca_file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s2s.ca_file %s: no PEM certificate in it", c.CAFile)
+		}
+	}
+	secret, err := loadSecret(filepath.Join(n.cfg.Server.DataDir, "dialback.secret"))
+	if err != nil {
+		return nil, err
+	}
+	return &s2s.Config{
+		TLS:            serverTLS(cert),
+		Listen:         c.Listen,
+		ListenTLS:      c.ListenTLS,
+		Routes:         c.Routes,
+		RootCAs:        roots,
+		AllowDialback:  !c.RequireVerifiedCertificates,
+		DialbackSecret: secret,
+		IdleTimeout:    c.IdleTimeout.Duration,
+	}, nil
 }
 
 // sessionEnd tells the blocking feature that a session ended, besides the

@@ -78,6 +78,10 @@ listen_tls = %q
 
 %s
 `, opts.Domain, filepath.Join(s.Dir, "data"), s.C2S, s.C2STLS, opts.C2SExtra, opts.Extra)
+	if !strings.Contains(opts.Extra, "[s2s]") {
+		// Test servers run side by side and must not all claim 5269.
+		cfg += "\n[s2s]\nlisten = \"\"\n"
+	}
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
