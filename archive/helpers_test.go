@@ -133,7 +133,7 @@ func (e *env) close() {
 // waitIndexed waits until the index has applied everything in the log.
 func (e *env) waitIndexed() {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	head, err := e.store.Head(ctx)
 	if err != nil {
