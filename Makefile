@@ -5,7 +5,7 @@ BIN      := bin/verlauf
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 10s
 
-.PHONY: all build run test deps lint unit fuzz-short fuzz bench clean
+.PHONY: all build run test deps lint unit fuzz-short fuzz bench bench-peers soak clean
 
 all: build
 
@@ -40,6 +40,16 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./eventstore/... ./xmppfront/...
+
+# verlauf side by side with Prosody and ejabberd under the same load; runs
+# as root (installs the peers if missing). USERS=10000 RUNS=3 DURATION=10s.
+bench-peers:
+	@GO=$(GO) bash scripts/bench-peers.sh
+
+# The fault and hostile-input tests (tests/reliability) at larger sizes,
+# repeated for DURATION (default 10m); runs as root, like `make test`.
+soak: build
+	@VERLAUF_BIN=$(CURDIR)/$(BIN) DURATION=$(or $(DURATION),10m) bash scripts/soak.sh
 
 clean:
 	rm -rf bin

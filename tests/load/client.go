@@ -172,8 +172,9 @@ func (c *conn) register(user, password string) error {
 	return nil
 }
 
-// login authenticates with mech and binds a resource.
-func (c *conn) login(user, password, mech, resource string) error {
+// login authenticates with mech and binds a resource. SCRAM keys come
+// from keys when this account has logged in before (nil: no cache).
+func (c *conn) login(user, password, mech, resource string, keys *keyCache) error {
 	feats, err := c.features()
 	if err != nil {
 		return err
@@ -181,12 +182,74 @@ func (c *conn) login(user, password, mech, resource string) error {
 	if !strings.Contains(feats, ">"+mech+"<") {
 		return fmt.Errorf("server does not offer %s", mech)
 	}
+	if strings.HasPrefix(mech, "SCRAM-") {
+		err = c.authSCRAM(user, password, mech, keys)
+	} else {
+		err = c.authMellium(user, password, mech)
+	}
+	if err != nil {
+		return err
+	}
+	return c.bind(resource)
+}
+
+// authSCRAM runs SCRAM with the load tool's own client, which can reuse
+// keys across logins. Servers send the server-final-message either as
+// additional data with <success/> or as a last <challenge/>.
+func (c *conn) authSCRAM(user, password, mech string, keys *keyCache) error {
+	sc, err := newSCRAM(mech, user, password, keys)
+	if err != nil {
+		return err
+	}
+	if err := c.send(fmt.Sprintf(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>`, mech, base64.StdEncoding.EncodeToString([]byte(sc.first())))); err != nil {
+		return err
+	}
+	step := 0
+	verified := false
+	for {
+		name, e, err := c.next()
+		if err != nil {
+			return err
+		}
+		data, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Inner))
+		switch {
+		case name == "failure":
+			return fmt.Errorf("%w: auth %s: %s", errFailure, user, e.Inner)
+		case derr != nil:
+			return fmt.Errorf("auth: <%s> payload: %w", name, derr)
+		case name == "challenge" && step == 0:
+			resp, err := sc.final(string(data))
+			if err != nil {
+				return err
+			}
+			step++
+			if err := c.send(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>` + base64.StdEncoding.EncodeToString([]byte(resp)) + `</response>`); err != nil {
+				return err
+			}
+		case name == "challenge" && step == 1 && !verified:
+			if err := sc.verify(string(data)); err != nil {
+				return err
+			}
+			verified = true
+			if err := c.send(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>`); err != nil {
+				return err
+			}
+		case name == "success" && step == 1:
+			if !verified {
+				if err := sc.verify(string(data)); err != nil {
+					return err
+				}
+			}
+			return nil
+		default:
+			return fmt.Errorf("auth: unexpected <%s> at step %d", name, step)
+		}
+	}
+}
+
+func (c *conn) authMellium(user, password, mech string) error {
 	var m sasl.Mechanism
 	switch mech {
-	case "SCRAM-SHA-256":
-		m = sasl.ScramSha256
-	case "SCRAM-SHA-1":
-		m = sasl.ScramSha1
 	case "PLAIN":
 		m = sasl.Plain
 	default:
@@ -202,38 +265,18 @@ func (c *conn) login(user, password, mech, resource string) error {
 	if err := c.send(fmt.Sprintf(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>`, mech, base64.StdEncoding.EncodeToString(resp))); err != nil {
 		return err
 	}
-	for {
-		name, e, err := c.next()
-		if err != nil {
-			return err
-		}
-		switch name {
-		case "challenge":
-			data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Inner))
-			if err != nil {
-				return err
-			}
-			_, resp, err := neg.Step(data)
-			if err != nil {
-				return err
-			}
-			if err := c.send(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>` + base64.StdEncoding.EncodeToString(resp) + `</response>`); err != nil {
-				return err
-			}
-		case "success":
-			if data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Inner)); err == nil && len(data) > 0 {
-				if _, _, err := neg.Step(data); err != nil {
-					return fmt.Errorf("server signature: %w", err)
-				}
-			}
-			goto bind
-		case "failure":
-			return fmt.Errorf("%w: auth %s: %s", errFailure, user, e.Inner)
-		default:
-			return fmt.Errorf("auth: unexpected <%s>", name)
-		}
+	name, e, err := c.next()
+	if err != nil {
+		return err
 	}
-bind:
+	if name != "success" {
+		return fmt.Errorf("%w: auth %s: <%s>%s", errFailure, user, name, e.Inner)
+	}
+	return nil
+}
+
+// bind restarts the stream and binds resource.
+func (c *conn) bind(resource string) error {
 	if err := c.open(c.tls); err != nil {
 		return err
 	}

@@ -44,8 +44,17 @@ type Config struct {
 	// Window is how many of a user's messages may be unanswered (in
 	// flight) at once in saturation mode.
 	Window int
-	// Drain is how long to wait for messages in flight after sending stops.
+	// Drain bounds the wait for messages in flight after sending stops:
+	// the wait ends when nothing is in flight, or when nothing has arrived
+	// for Drain (a server that is still delivering a backlog is given the
+	// time; one that has stopped is not).
 	Drain time.Duration
+	// ColdLogins skips the warm-up login. By default every user logs in
+	// once and leaves before the measured logins, as a client that has
+	// logged in before: the measured logins then reuse the SCRAM keys the
+	// client derived (real clients cache them), so that logins/s measures
+	// the server rather than the load tool's own PBKDF2.
+	ColdLogins bool
 	// ServerPID, if set, is sampled for RSS and CPU time.
 	ServerPID int
 	Log       io.Writer
@@ -53,36 +62,62 @@ type Config struct {
 
 // Report is what a run measured.
 type Report struct {
-	Users          int
-	LoginErrors    int
-	LoginSeconds   float64
-	LoginsPerSec   float64
-	Sent           int64
-	Delivered      int64
-	Lost           int64
-	Duplicates     int64
-	Errors         int64
-	ChatSeconds    float64
-	DeliveredPerS  float64
-	P50, P99, Max  time.Duration
-	RSSBefore      int64 // bytes, before any login
-	RSSAfterLogin  int64 // bytes, all users logged in with presence
-	RSSPerUser     int64 // bytes
-	CPUSecondsChat float64
-	CPUPer1000Msgs float64 // server CPU seconds per 1000 delivered messages
+	Users        int
+	LoginErrors  int
+	LoginSeconds float64
+	LoginsPerSec float64
+	// FirstLoginsPerSec is the warm-up pass, where the tool also runs
+	// PBKDF2 for every user (0 with ColdLogins).
+	FirstLoginsPerSec float64
+	Sent              int64
+	Delivered         int64 // including those that arrived while draining
+	// DeliveredInTime arrived before sending stopped: the throughput
+	// counts only these, since a backlog drained afterwards would
+	// otherwise be credited to the chat time.
+	DeliveredInTime int64
+	Lost            int64
+	Duplicates      int64
+	Errors          int64
+	ChatSeconds     float64
+	DeliveredPerS   float64
+	P50, P99, Max   time.Duration
+	RSSBefore       int64 // bytes, after registration, before any login
+	RSSAfterLogin   int64 // bytes, all users logged in with presence
+	RSSPerUser      int64 // bytes
+	CPUSecondsChat  float64
+	CPUPer1000Msgs  float64 // server CPU seconds in chat per 1000 delivered in time
+	// The archive check: after the run one user asks the server (XEP-0313,
+	// RSM max 0) how many messages its archive holds, to show that
+	// history is on. ArchiveCount is -1 when the server gave no count;
+	// ArchiveNote says why. ArchiveExpected is what that user sent and
+	// received in this run (a server that ran before holds more).
+	ArchiveUser     string
+	ArchiveCount    int64
+	ArchiveExpected int64
+	ArchiveNote     string
 }
 
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "users %d, login errors %d\n", r.Users, r.LoginErrors)
 	fmt.Fprintf(&b, "logins/s          %.1f (%.2fs for all)\n", r.LoginsPerSec, r.LoginSeconds)
+	if r.FirstLoginsPerSec > 0 {
+		fmt.Fprintf(&b, "first logins/s    %.1f (warm-up: the tool also derives SCRAM keys)\n", r.FirstLoginsPerSec)
+	}
 	fmt.Fprintf(&b, "messages          sent %d, delivered %d, lost %d, duplicated %d, errors %d\n", r.Sent, r.Delivered, r.Lost, r.Duplicates, r.Errors)
-	fmt.Fprintf(&b, "delivered msg/s   %.1f over %.1fs\n", r.DeliveredPerS, r.ChatSeconds)
+	fmt.Fprintf(&b, "delivered msg/s   %.1f over %.1fs (%d delivered in time)\n", r.DeliveredPerS, r.ChatSeconds, r.DeliveredInTime)
 	fmt.Fprintf(&b, "latency           p50 %s, p99 %s, max %s\n", r.P50, r.P99, r.Max)
 	if r.RSSAfterLogin > 0 {
 		fmt.Fprintf(&b, "server RSS        %.1f MiB before, %.1f MiB after login, %.1f KiB per user\n",
 			float64(r.RSSBefore)/(1<<20), float64(r.RSSAfterLogin)/(1<<20), float64(r.RSSPerUser)/1024)
 		fmt.Fprintf(&b, "server CPU        %.2fs in chat, %.3fs per 1000 messages\n", r.CPUSecondsChat, r.CPUPer1000Msgs)
+	}
+	if r.ArchiveUser != "" {
+		fmt.Fprintf(&b, "archive           %s holds %d messages, sent+received in this run %d", r.ArchiveUser, r.ArchiveCount, r.ArchiveExpected)
+		if r.ArchiveNote != "" {
+			fmt.Fprintf(&b, " (%s)", r.ArchiveNote)
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
@@ -93,6 +128,11 @@ type user struct {
 	wmu  sync.Mutex
 	// inflight bounds unanswered messages in saturation mode.
 	inflight chan struct{}
+	// sent and received count this user's messages, for the archive
+	// check; iqs receives IQ replies on the user whose archive is
+	// checked (nil on the others).
+	sent, received atomic.Int64
+	iqs            chan element
 }
 
 // sendMsg writes one chat message; the body carries the id and the send
@@ -118,8 +158,6 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Drain = 5 * time.Second
 	}
 	rep := Report{Users: cfg.Users}
-	rep.RSSBefore, _ = rss(cfg.ServerPID)
-
 	if cfg.Register {
 		fmt.Fprintf(cfg.Log, "registering %d users\n", cfg.Users)
 		if err := registerAll(ctx, cfg); err != nil {
@@ -127,39 +165,28 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 
-	users := make([]*user, cfg.Users)
-	var loginErrs atomic.Int64
-	fmt.Fprintf(cfg.Log, "logging in %d users\n", cfg.Users)
-	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(cfg.LoginConcurrency)
-	for i := range users {
-		g.Go(func() error {
-			name := cfg.Prefix + strconv.Itoa(i)
-			lctx, cancel := context.WithTimeout(gctx, 30*time.Second)
-			defer cancel()
-			c, err := dial(lctx, cfg.Addr, cfg.TLS, cfg.Domain)
-			if err == nil {
-				err = c.login(name, cfg.Password, cfg.Mech, "load")
-				if err != nil {
-					c.raw.Close()
-				}
-			}
-			if err != nil {
-				if loginErrs.Add(1) <= 3 {
-					fmt.Fprintf(cfg.Log, "login %s: %v\n", name, err)
-				}
-				return nil
-			}
-			c.raw.SetDeadline(time.Time{})
-			users[i] = &user{name: name, c: c, inflight: make(chan struct{}, cfg.Window)}
-			return nil
-		})
+	// Sampled after registration, so that RSS per user counts what a
+	// logged-in session costs rather than the account store; and before
+	// the warm-up, so that memory those sessions left behind counts too
+	// instead of hiding a first session's cost.
+	rep.RSSBefore, _ = rss(cfg.ServerPID)
+	keys := newKeyCache()
+	if !cfg.ColdLogins {
+		fmt.Fprintf(cfg.Log, "warm-up: logging in %d users once\n", cfg.Users)
+		warm, failed, secs := loginAll(ctx, cfg, keys)
+		for _, u := range warm {
+			u.c.close()
+		}
+		if failed > 0 {
+			fmt.Fprintf(cfg.Log, "warm-up: %d logins failed\n", failed)
+		}
+		rep.FirstLoginsPerSec = float64(len(warm)) / secs
+		time.Sleep(time.Second) // let the server tear those sessions down
 	}
-	g.Wait()
-	rep.LoginSeconds = time.Since(start).Seconds()
-	rep.LoginErrors = int(loginErrs.Load())
-	online := slices.DeleteFunc(users, func(u *user) bool { return u == nil })
+	fmt.Fprintf(cfg.Log, "logging in %d users\n", cfg.Users)
+	online, loginErrs, secs := loginAll(ctx, cfg, keys)
+	rep.LoginSeconds = secs
+	rep.LoginErrors = loginErrs
 	rep.LoginsPerSec = float64(len(online)) / rep.LoginSeconds
 	defer func() {
 		for _, u := range online {
@@ -176,6 +203,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for _, u := range online {
 		byName[u.name] = u
 	}
+	online[0].iqs = make(chan element, 1)
 	var readers sync.WaitGroup
 	for _, u := range online {
 		if err := u.c.send(`<presence/>`); err != nil {
@@ -210,6 +238,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			st.errs.Add(1)
 			return false
 		}
+		u.sent.Add(1)
 		return true
 	}
 	if cfg.Rate > 0 {
@@ -259,24 +288,73 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	senders.Wait()
 	sendDone := time.Now()
 	stopSend()
-	// Drain: wait until everything sent has arrived, or the drain time.
-	deadline := time.Now().Add(cfg.Drain)
-	for time.Now().Before(deadline) && st.pending() > 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
-	rep.ChatSeconds = sendDone.Sub(chatStart).Seconds()
+	_, rep.DeliveredInTime, _, _ = st.totals()
 	cpu1, _ := cpuSeconds(cfg.ServerPID)
+	drain(ctx, st, cfg.Drain)
+	probe := online[0]
+	rep.ArchiveUser = probe.c.jidBare()
+	rep.ArchiveExpected = probe.sent.Load() + probe.received.Load()
+	rep.ArchiveCount, rep.ArchiveNote = archiveCount(ctx, probe)
+	rep.ChatSeconds = sendDone.Sub(chatStart).Seconds()
 	rep.Sent, rep.Delivered, rep.Duplicates, rep.Errors = st.totals()
 	rep.Lost = rep.Sent - rep.Delivered - rep.Errors
-	rep.DeliveredPerS = float64(rep.Delivered) / rep.ChatSeconds
+	rep.DeliveredPerS = float64(rep.DeliveredInTime) / rep.ChatSeconds
 	rep.P50, rep.P99, rep.Max = st.percentiles()
 	if cpu1 > 0 {
 		rep.CPUSecondsChat = cpu1 - cpu0
-		if rep.Delivered > 0 {
-			rep.CPUPer1000Msgs = rep.CPUSecondsChat / float64(rep.Delivered) * 1000
+		if rep.DeliveredInTime > 0 {
+			rep.CPUPer1000Msgs = rep.CPUSecondsChat / float64(rep.DeliveredInTime) * 1000
 		}
 	}
 	return rep, nil
+}
+
+// loginAll logs every user in, LoginConcurrency at a time, and returns
+// those online, the number that failed and the seconds it took.
+func loginAll(ctx context.Context, cfg Config, keys *keyCache) ([]*user, int, float64) {
+	users := make([]*user, cfg.Users)
+	var loginErrs atomic.Int64
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.LoginConcurrency)
+	for i := range users {
+		g.Go(func() error {
+			name := cfg.Prefix + strconv.Itoa(i)
+			lctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+			defer cancel()
+			c, err := dial(lctx, cfg.Addr, cfg.TLS, cfg.Domain)
+			if err == nil {
+				err = c.login(name, cfg.Password, cfg.Mech, "load", keys)
+				if err != nil {
+					c.raw.Close()
+				}
+			}
+			if err != nil {
+				if loginErrs.Add(1) <= 3 {
+					fmt.Fprintf(cfg.Log, "login %s: %v\n", name, err)
+				}
+				return nil
+			}
+			c.raw.SetDeadline(time.Time{})
+			users[i] = &user{name: name, c: c, inflight: make(chan struct{}, cfg.Window)}
+			return nil
+		})
+	}
+	g.Wait()
+	secs := time.Since(start).Seconds()
+	return slices.DeleteFunc(users, func(u *user) bool { return u == nil }), int(loginErrs.Load()), secs
+}
+
+// drain waits until nothing is in flight, or nothing has arrived for
+// quiet.
+func drain(ctx context.Context, st *stats, quiet time.Duration) {
+	last, lastChange := st.answered(), time.Now()
+	for st.pending() > 0 && time.Since(lastChange) < quiet && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+		if n := st.answered(); n != last {
+			last, lastChange = n, time.Now()
+		}
+	}
 }
 
 func (c *conn) jidBare() string {
@@ -292,38 +370,111 @@ func readLoop(u *user, st *stats, byName map[string]*user) {
 		if err != nil {
 			return
 		}
-		if name != "message" {
-			continue
-		}
-		if e.attr("type") == "error" {
-			id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
-			if id > 0 {
-				if from := st.failed(id); from != nil {
-					<-from.inflight
-				}
+		if name == "iq" && u.iqs != nil {
+			select {
+			case u.iqs <- e:
+			default:
 			}
 			continue
 		}
-		i := strings.Index(e.Inner, "load ")
-		if i < 0 {
+		if name != "message" {
 			continue
 		}
-		f := strings.Fields(e.Inner[i+5:])
-		if len(f) < 2 {
-			continue
+		var from *user
+		if e.attr("type") == "error" {
+			id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
+			if id == 0 {
+				continue
+			}
+			from = st.failed(id)
+		} else {
+			id, sentAt, ok := parseLoadBody(e.Inner)
+			if !ok {
+				continue
+			}
+			from = st.delivered(id, time.Since(sentAt))
+			if from != nil {
+				u.received.Add(1)
+			}
 		}
-		id, err1 := strconv.ParseUint(f[0], 10, 64)
-		ts, err2 := strconv.ParseInt(strings.TrimSuffix(f[1], "</body>"), 10, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		if from := st.delivered(id, time.Since(time.Unix(0, ts))); from != nil {
+		if from != nil {
+			// Only saturation mode fills the window; at a fixed rate
+			// there is nothing to release.
 			select {
 			case <-from.inflight:
 			default:
 			}
 		}
 	}
+}
+
+// archiveCount asks the server for the size of u's archive (XEP-0313 with
+// an RSM page of zero items, which servers answer with the count alone).
+func archiveCount(ctx context.Context, u *user) (int64, string) {
+	u.wmu.Lock()
+	err := u.c.send(`<iq type='set' id='mam-count'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query></iq>`)
+	u.wmu.Unlock()
+	if err != nil {
+		return -1, err.Error()
+	}
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err().Error()
+		case <-timeout.C:
+			return -1, "no answer to the archive query"
+		case e := <-u.iqs:
+			if e.attr("id") != "mam-count" {
+				continue
+			}
+			return parseArchiveCount(e)
+		}
+	}
+}
+
+func parseArchiveCount(e element) (int64, string) {
+	if e.attr("type") != "result" {
+		return -1, "archive query refused: " + e.Inner
+	}
+	_, rest, ok := strings.Cut(e.Inner, "<count")
+	if ok {
+		_, rest, ok = strings.Cut(rest, ">")
+	}
+	if !ok {
+		return -1, "the server gave no count"
+	}
+	text, _, _ := strings.Cut(rest, "<")
+	n, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
+	if err != nil {
+		return -1, "bad count " + text
+	}
+	return n, ""
+}
+
+// parseLoadBody finds the id and send time in a load message's inner XML.
+// Servers add elements after the body (stanza-id, delay, …), so the body
+// text ends at the next tag.
+func parseLoadBody(inner string) (uint64, time.Time, bool) {
+	_, rest, ok := strings.Cut(inner, ">load ")
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	text, _, ok := strings.Cut(rest, "<")
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	f := strings.Fields(text)
+	if len(f) != 2 {
+		return 0, time.Time{}, false
+	}
+	id, err1 := strconv.ParseUint(f[0], 10, 64)
+	ns, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, time.Time{}, false
+	}
+	return id, time.Unix(0, ns), true
 }
 
 // stats tracks every message by id, so that losses and duplicates are
@@ -372,6 +523,13 @@ func (s *stats) failed(id uint64) *user {
 	u := s.sender[id]
 	delete(s.sender, id)
 	return u
+}
+
+// answered counts messages delivered or refused so far.
+func (s *stats) answered() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deliv + s.dups + s.errs.Load()
 }
 
 func (s *stats) pending() int {
