@@ -72,8 +72,18 @@ type Service struct {
 	writers map[writerKey]*writer
 	offline map[string]*offlineState
 	written map[string]eventstore.Position // last archive append per user
+	// gates hold, per user, a lock that archive writes take shared from
+	// sealing to append and Forget takes exclusively, so that no record
+	// is sealed under a key Forget is about to delete and appended after
+	// Forget has looked.
+	gates sync.Map // string → *sync.RWMutex
 
 	prefs prefsCache
+}
+
+func (s *Service) gate(u string) *sync.RWMutex {
+	g, _ := s.gates.LoadOrStore(u, new(sync.RWMutex))
+	return g.(*sync.RWMutex)
 }
 
 type writerKey struct {
@@ -240,6 +250,9 @@ func (s *Service) StoreMany(ctx context.Context, user jid.JID, entries ...Entry)
 	if err != nil {
 		return nil, err
 	}
+	g := s.gate(u)
+	g.RLock()
+	defer g.RUnlock()
 	evs := make([]domain.Event, 0, len(entries))
 	ids := make([]uuid.UUID, 0, len(entries))
 	for _, e := range entries {
