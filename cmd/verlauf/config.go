@@ -25,6 +25,21 @@ type Config struct {
 	Archive  ArchiveConfig  `toml:"archive"`
 	S2S      S2SConfig      `toml:"s2s"`
 	Debug    DebugConfig    `toml:"debug"`
+	SyncAPI  SyncAPIConfig  `toml:"syncapi"`
+}
+
+// SyncAPIConfig sets the HTTPS API through which users read their history
+// and manage their data.
+type SyncAPIConfig struct {
+	// Listen is the HTTPS address; empty turns the API off.
+	Listen string `toml:"listen"`
+	// TokenTTL is how long a login token lives; the user's keys are
+	// released when it ends.
+	TokenTTL Duration `toml:"token_ttl"`
+	// LoginFailures per account (and 4x per address) before logins are
+	// refused for LoginPenalty.
+	LoginFailures int      `toml:"login_failures"`
+	LoginPenalty  Duration `toml:"login_penalty"`
 }
 
 // DebugConfig holds what an operator turns on to look inside.
@@ -151,6 +166,7 @@ func defaultConfig() Config {
 			SCRAMIterations:    4096,
 		},
 		Store:   StoreConfig{Backend: "embedded"},
+		SyncAPI: SyncAPIConfig{Listen: ":5443", TokenTTL: Duration{15 * time.Minute}, LoginFailures: 5, LoginPenalty: Duration{time.Minute}},
 		Archive: ArchiveConfig{Default: "never", OfflineLimit: 1000},
 		S2S: S2SConfig{
 			Listen:                      ":5269",

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -27,6 +29,7 @@ import (
 	"verlauf.im/verlauf/eventstore/keystore"
 	"verlauf.im/verlauf/migrations"
 	"verlauf.im/verlauf/projections"
+	"verlauf.im/verlauf/syncapi"
 )
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -148,6 +151,11 @@ func (n *node) run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return followLog(gctx, logEvents, n.archive.HandleEvent) })
+	if n.cfg.SyncAPI.Listen != "" {
+		if err := n.serveSyncAPI(gctx, g, cert, ready); err != nil {
+			return err
+		}
+	}
 	g.Go(func() error { return n.runner.Run(gctx, ready) })
 	if addr := n.cfg.Debug.Pprof; addr != "" {
 		if err := servePprof(gctx, g, addr); err != nil {
@@ -251,6 +259,65 @@ func servePprof(ctx context.Context, g *errgroup.Group, addr string) error {
 	g.Go(func() error {
 		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// serveSyncAPI serves the HTTPS API once the projections are ready, and
+// shuts it down (ending every token, so keys are released) with ctx.
+func (n *node) serveSyncAPI(ctx context.Context, g *errgroup.Group, cert tls.Certificate, ready <-chan struct{}) error {
+	cfg := n.cfg.SyncAPI
+	api, err := syncapi.New(syncapi.Config{
+		Accounts:      n.accounts,
+		Archive:       n.archive,
+		Log:           n.log.WithField("component", "syncapi"),
+		TokenTTL:      cfg.TokenTTL.Duration,
+		LoginFailures: cfg.LoginFailures,
+		LoginPenalty:  cfg.LoginPenalty.Duration,
+	})
+	if err != nil {
+		return err
+	}
+	// Long-polls and event streams wake on new log events.
+	events, err := n.bus.Subscribe(ctx, bus.TopicLog)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return followLog(ctx, events, api.HandleEvent) })
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("syncapi: %w", err)
+	}
+	srv := &http.Server{
+		Handler:   api.Handler(),
+		TLSConfig: serverTLS(cert, "h2", "http/1.1"),
+		// No WriteTimeout: sync requests wait (long-poll, event streams).
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(n.log.WithField("component", "syncapi").WriterLevel(logrus.DebugLevel), "", 0),
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		api.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return srv.Close()
+		}
+		return err
+	})
+	g.Go(func() error {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			l.Close()
+			return nil
+		}
+		if err := srv.ServeTLS(l, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("syncapi: %w", err)
 		}
 		return nil
 	})

@@ -45,6 +45,7 @@ type Server struct {
 	Domain  string
 	C2S     string // host:port of the STARTTLS listener
 	C2STLS  string // host:port of the direct-TLS listener
+	API     string // host:port of the HTTPS sync API
 	LogPath string
 
 	mu   sync.Mutex
@@ -60,7 +61,7 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.Domain = "localhost"
 	}
 	s := &Server{t: t, Bin: Binary(t), Dir: t.TempDir(), Domain: opts.Domain}
-	s.C2S, s.C2STLS = FreeAddr(t), FreeAddr(t)
+	s.C2S, s.C2STLS, s.API = FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	s.Config = filepath.Join(s.Dir, "verlauf.toml")
 	s.LogPath = filepath.Join(s.Dir, "verlauf.log")
 	cfg := fmt.Sprintf(`[server]
@@ -78,6 +79,9 @@ listen_tls = %q
 
 %s
 `, opts.Domain, filepath.Join(s.Dir, "data"), s.C2S, s.C2STLS, opts.C2SExtra, opts.Extra)
+	if !strings.Contains(opts.Extra, "[syncapi]") {
+		cfg += fmt.Sprintf("\n[syncapi]\nlisten = %q\n", s.API)
+	}
 	if !strings.Contains(opts.Extra, "[s2s]") {
 		// Test servers run side by side and must not all claim 5269.
 		cfg += "\n[s2s]\nlisten = \"\"\n"
