@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -226,9 +228,14 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	// Each process holds one end of every connection; the server inherits
 	// the limit from this process.
 	raiseFileLimit(t, n+2000)
-	s := testserver.Start(t, testserver.Options{C2SExtra: fmt.Sprintf("idle_timeout = '3s'\nmax_per_address = %d", 2*n)})
+	pprof := testserver.FreeAddr(t)
+	s := testserver.Start(t, testserver.Options{
+		C2SExtra: fmt.Sprintf("idle_timeout = '3s'\nmax_per_address = %d", 2*n),
+		Extra:    fmt.Sprintf("[debug]\npprof = %q", pprof),
+	})
 	bob := addUser(t, s, "bob")
 	fdsBefore := openFDs(t, s.PID())
+	heapBefore := heapInuse(t, pprof)
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -243,7 +250,9 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 		conns = append(conns, c)
 	}
 	rss := rssKiB(t, s.PID())
-	t.Logf("%d idle connections: server RSS %d MiB, %d fds", n, rss/1024, openFDs(t, s.PID()))
+	heapDuring := heapInuse(t, pprof)
+	t.Logf("%d idle connections: server RSS %d MiB, Go heap in use %d MiB (%d before), %d fds",
+		n, rss/1024, heapDuring>>20, heapBefore>>20, openFDs(t, s.PID()))
 	// Every one of them is closed by the server after the timeout.
 	closed := 0
 	for _, c := range conns {
@@ -261,8 +270,42 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 		}
 		return nil
 	})
+	// The memory they held returns: the Go heap in use after a GC is back
+	// near where it was (the connections' buffers and goroutines are gone).
+	testserver.WaitFor(t, 10*time.Second, func() error {
+		if h := heapInuse(t, pprof); h > heapBefore+(heapDuring-heapBefore)/4 {
+			return fmt.Errorf("heap in use %d MiB after closing, %d before, %d with the connections", h>>20, heapBefore>>20, heapDuring>>20)
+		}
+		return nil
+	})
 	// And it still serves.
 	pingServer(t, login(t, s, bob, "", sasl.ScramSha256), s.Domain, "after-idle")
+}
+
+// heapInuse asks the server's profiler for the Go heap in use after a
+// garbage collection.
+func heapInuse(t *testing.T, addr string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# HeapInuse = "); ok {
+			v, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("no HeapInuse in the heap profile")
+	return 0
 }
 
 func raiseFileLimit(t *testing.T, want uint64) {
