@@ -30,6 +30,14 @@ func ParseJID(s string) (jid.JID, error) {
 	if err != nil {
 		return jid.JID{}, fmt.Errorf("%w: %q: %w", ErrInvalidJID, s, err)
 	}
+	// The canonical form must parse again to itself, or an address
+	// accepted today would be read back from the log as another one, or
+	// not at all: RFC 7622 drops one trailing dot, so "0.." becomes the
+	// domain "0.", which then reads back as "0", and ".." becomes ".",
+	// which does not parse.
+	if again, err := jid.Parse(j.String()); err != nil || again.String() != j.String() {
+		return jid.JID{}, fmt.Errorf("%w: %q: its canonical form %q does not parse to itself", ErrInvalidJID, s, j.String())
+	}
 	return j, nil
 }
 

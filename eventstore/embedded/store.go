@@ -9,6 +9,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/sirupsen/logrus"
@@ -23,6 +24,11 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize is the size in bytes of one Pebble memtable (default 64 MiB).
 	MemTableSize uint64
+	// ReserveBytes is the free disk space below which appends are refused
+	// with ErrDiskFull (default twice MemTableSize: room for a memtable
+	// flush and the MANIFEST update after it); negative disables the
+	// check. See the space type for why Pebble needs it.
+	ReserveBytes int64
 	// Log receives Pebble's own messages: background errors at error
 	// level, routine events (flushes, compactions) at debug level. Nil
 	// sends errors to the standard logger and drops the rest.
@@ -60,6 +66,7 @@ type Store struct {
 	// It is only a cache (the index is the truth) and is dropped whole
 	// when it outgrows maxCachedHeads.
 	heads map[string]uint64
+	space space
 
 	// pub guards the durability watermark and the queue of appends waiting
 	// for their fsync. Lock order: mu, then pub.
@@ -106,6 +113,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
 	}
 	s := &Store{db: db, done: make(chan struct{}), heads: map[string]uint64{}}
+	s.space = space{reserve: opts.ReserveBytes, free: statfsFree(dir)}
+	if s.space.reserve == 0 {
+		s.space.reserve = 2 * int64(opts.MemTableSize)
+	}
 	s.pub.notify = make(chan struct{})
 	s.pub.failed = make(chan struct{})
 	if err := s.load(); err != nil {
@@ -229,6 +240,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		// Nothing to write; the head we checked may still be waiting for
 		// its fsync, which is fine: we promise nothing new is durable.
 		return eventstore.AppendResult{NextRevision: cur, Position: position(s.durable.Load())}, nil
+	}
+	if err := s.space.check(int64(size), time.Now()); err != nil {
+		s.mu.Unlock()
+		return eventstore.AppendResult{}, fmt.Errorf("embedded: append to %q: %w", stream, err)
 	}
 	rev := uint64(0)
 	if exists {

@@ -1,10 +1,14 @@
 package c2s_test
 
 import (
+	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
 
 	"verlauf.im/verlauf/xmppfront/c2s"
 	"verlauf.im/verlauf/xmppfront/router"
@@ -175,4 +179,55 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		alice.send(t, "<message xmlns='jabber:client' type='headline' to='"+bobJID.String()+"'><body>"+body+"</body></message>")
 	}
 	alice.pingServer(t)
+}
+
+// TestSlowReaderIsCutOffAtOnce: a client whose queue overflows is cut off
+// then, not after the write timeout that its blocked writer is waiting
+// out (an hour here), so its session, queue and buffers are freed at once.
+func TestSlowReaderIsCutOffAtOnce(t *testing.T) {
+	ended := make(chan struct{})
+	var once sync.Once
+	ts := startServer(t, func(c *c2s.Config) {
+		c.WriteTimeout = time.Hour // and the default queue of 256
+		c.OnSessionEnd = func(_ context.Context, user jid.JID) {
+			if user.Localpart() == "bob" {
+				once.Do(func() { close(ended) })
+			}
+		}
+	})
+	_, bobJID := ts.rawLogin(t, "bob", "sleepy") // never reads again
+	// alice writes raw bytes: a client library's own write deadlines
+	// have no place in this test.
+	alice, _ := ts.rawLogin(t, "alice", "a")
+	_ = alice.conn.SetDeadline(time.Time{})
+	ping := func() {
+		t.Helper()
+		_ = alice.conn.SetDeadline(time.Now().Add(wait))
+		alice.write(t, "<iq type='get' id='ping' to='example.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+		if r := alice.expect(t, "iq"); r.Attr("type") != "result" {
+			t.Fatalf("ping: %s", r)
+		}
+	}
+	body := strings.Repeat("x", 8<<10)
+	// The writer outpaces one sender until the socket buffers are full,
+	// so it is blocked in a write when the queue overflows. 40 MiB fill
+	// both several times over.
+	for i := 0; ; i++ {
+		select {
+		case <-ended:
+			ping()
+			return
+		default:
+		}
+		if i == 5000 {
+			break
+		}
+		alice.write(t, "<message type='headline' to='"+bobJID.String()+"'><body>"+body+"</body></message>")
+	}
+	select {
+	case <-ended:
+		ping()
+	case <-time.After(20 * time.Second):
+		t.Fatal("bob's session is still there long after his queue overflowed: the cut-off waits for the write timeout")
+	}
 }

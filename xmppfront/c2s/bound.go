@@ -106,7 +106,7 @@ func (c *session) Send(st *stream.Element) bool {
 		return true
 	default:
 		c.log.Warn("c2s: send queue full, disconnecting a client that does not read")
-		c.kill(stream.PolicyViolation, "too slow to read")
+		c.cutOff()
 		return false
 	}
 }
@@ -135,7 +135,7 @@ func (c *session) SendWait(ctx context.Context, st *stream.Element) bool {
 		return false
 	case <-t.C:
 		c.log.Warn("c2s: send queue full for too long, disconnecting a client that does not read")
-		c.kill(stream.PolicyViolation, "too slow to read")
+		c.cutOff()
 		return false
 	}
 }

@@ -237,15 +237,7 @@ func serve(s *xmpp.Session) *client {
 	return &client{Client: c, jid: c.JID, in: c.In}
 }
 
-// parseElement parses one stanza as it arrived on a jabber:client stream.
-func parseElement(b []byte) (*stream.Element, error) { return xmppclient.Parse(b) }
-
 func (c *client) send(t *testing.T, raw string) { t.Helper(); c.Send(t, raw) }
-
-func (c *client) expect(t *testing.T, what string, match func(*stream.Element) bool) *stream.Element {
-	t.Helper()
-	return c.Expect(t, what, match)
-}
 
 func (c *client) expectID(t *testing.T, id string) *stream.Element {
 	t.Helper()

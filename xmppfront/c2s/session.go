@@ -47,6 +47,10 @@ const (
 // (RFC 6120 §6.4.5 asks for a limit between 2 and 5 retries).
 const maxSASLFailures = 5
 
+// cutGrace is how long a client that does not read gets to take the last
+// bytes written to it once it is cut off (see session.cutOff).
+const cutGrace = 100 * time.Millisecond
+
 // drainTime bounds how long a closing session reads what the peer still
 // sends: closing a socket with unread input makes the kernel send a reset,
 // which can destroy the stream error before the peer reads it.
@@ -74,6 +78,7 @@ type session struct {
 
 	killed  atomic.Bool
 	killing sync.WaitGroup // kill's stream error being written
+	cut     atomic.Bool    // cut off for not reading: writes get cutGrace
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -348,6 +353,18 @@ func (c *session) kill(cond stream.Condition, text string) {
 	}()
 }
 
+// cutOff ends the session of a client that does not read what it is
+// sent. Its writer is then most likely blocked in a write the client will
+// never take, holding the lock the stream error needs; waiting out the
+// write timeout would keep the session, its full queue and its socket
+// buffers for that long. So the blocked write, and the stream error after
+// it, get cutGrace instead.
+func (c *session) cutOff() {
+	c.cut.Store(true)
+	c.kill(stream.PolicyViolation, "too slow to read")
+	_ = c.raw.SetWriteDeadline(time.Now().Add(cutGrace))
+}
+
 func (c *session) writeError(cond stream.Condition, text string) {
 	_ = c.writeLocked(func(w *stream.Writer) error {
 		if c.wclosed {
@@ -363,6 +380,11 @@ func (c *session) writeLocked(f func(w *stream.Writer) error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.raw.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if c.cut.Load() {
+		// Checked after setting the deadline: cutOff sets the flag
+		// before its own deadline, so one of the two shortens this write.
+		_ = c.raw.SetWriteDeadline(time.Now().Add(cutGrace))
+	}
 	err := f(c.w)
 	if err != nil {
 		c.log.WithError(err).Debug("c2s: write")
