@@ -68,13 +68,15 @@ func fill(t *testing.T, dir string, leave int64) string {
 
 // TestDiskFull fills the file system under the data directory while users
 // chat with history on. The event store then refuses appends while it can
-// still do so cleanly: no message is marked archived (stanza-id) that is
-// not, the server stays up and keeps routing, archiving resumes once space
-// is back, every message acknowledged as archived is in the archive, and
-// the store reopens and reads every record.
+// still do so cleanly: a sender who keeps history gets resource-constraint
+// and the message is not delivered half-kept, no message is marked
+// archived (stanza-id) that is not, the server stays up and keeps routing
+// for users without history, archiving resumes once space is back, every
+// message acknowledged as archived is in the archive, and the store
+// reopens and reads every record.
 func TestDiskFull(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{Extra: "[archive]\ndefault = \"always\"\n"})
-	alice, bob := addUser(t, s, "alice"), addUser(t, s, "bob")
+	alice, bob, carol := addUser(t, s, "alice"), addUser(t, s, "bob"), addUser(t, s, "carol")
 	s.Stop()
 	// The store keeps twice its memtable (2 × 64 MiB) free for Pebble.
 	const reserve = 128 << 20
@@ -86,22 +88,55 @@ func TestDiskFull(t *testing.T) {
 	b.Send(t, "<presence/>")
 	pad := strings.Repeat("p", 2000)
 	n := 0
-	send := func() string {
+	// send has alice write to bob and reports bob's stanza-id, or that
+	// alice's server refused the message with resource-constraint.
+	send := func() (sid string, refused bool) {
 		t.Helper()
 		n++
 		id := fmt.Sprintf("m%d", n)
 		a.Send(t, fmt.Sprintf("<message to='%s' type='chat' id='%s'><body>full %d %s</body></message>", bob, id, n, pad))
-		return stanzaID(b.Expect(t, "message "+id, isMessage(id)), bob)
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case el := <-b.In:
+				if isMessage(id)(el) {
+					return stanzaID(el, bob), false
+				}
+			case el := <-a.In:
+				if el.Attr("id") == id && el.Attr("type") == "error" {
+					if el.Child("error", "").Child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-stanzas") == nil {
+						t.Fatalf("message %s refused with %s, want resource-constraint", id, el)
+					}
+					return "", true
+				}
+			case <-deadline:
+				t.Fatalf("message %s: neither delivered nor refused", id)
+			}
+		}
 	}
 	acked := map[string]bool{} // bob's stanza-ids
-	if sid := send(); sid == "" {
-		t.Fatal("history is on but the first message has no stanza-id")
+	if sid, refused := send(); sid == "" || refused {
+		t.Fatal("history is on but the first message was not archived")
 	} else {
 		acked[sid] = true
 	}
 
+	// Carol keeps no history (set while the disk has room).
+	c := login(t, s, carol)
+	c.Send(t, "<iq type='set' id='p'><prefs xmlns='urn:xmpp:mam:2' default='never'><always/><never/></prefs></iq>")
+	if r := c.ExpectID(t, "p"); r.Attr("type") != "result" {
+		t.Fatalf("carol's prefs: %s", r)
+	}
+
 	filler := fill(t, data, reserve+int64(size(t, 2, 16))<<20)
-	for sid := send(); sid != ""; sid = send() {
+	for {
+		sid, refused := send()
+		if refused {
+			break
+		}
+		if sid == "" {
+			t.Fatalf("message %d delivered as unarchived although alice keeps history", n)
+		}
 		acked[sid] = true
 		if !s.Running() {
 			t.Fatalf("the server died as the disk filled; log:\n%s", tail(s.Log(), 6000))
@@ -111,11 +146,18 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	full := n
-	// Routing goes on with the disk full; nothing is claimed archived.
+	// With the disk full every message of a user who keeps history is
+	// refused, never delivered as if archived.
 	for range 20 {
-		if sid := send(); sid != "" {
-			t.Fatalf("message %d claims to be archived (%s) with the disk full", n, sid)
+		if sid, refused := send(); !refused {
+			t.Fatalf("message %d was delivered (stanza-id %q) with the disk full", n, sid)
 		}
+	}
+	// Routing goes on: carol keeps no history, her message reaches bob,
+	// without a stanza-id since bob's archive cannot take it.
+	c.Send(t, "<message to='"+bob+"' type='chat' id='c1'><body>from carol</body></message>")
+	if sid := stanzaID(b.Expect(t, "carol's message", isMessage("c1")), bob); sid != "" {
+		t.Fatalf("carol's message claims to be in bob's archive (%s) with the disk full", sid)
 	}
 	pingServer(t, a, "full")
 	if !strings.Contains(s.Log(), "free disk space below the reserve") {
@@ -127,11 +169,11 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	testserver.WaitFor(t, 30*time.Second, func() error {
-		if sid := send(); sid == "" {
+		sid, refused := send()
+		if refused || sid == "" {
 			return fmt.Errorf("message %d not archived after space came back", n)
-		} else {
-			acked[sid] = true
 		}
+		acked[sid] = true
 		return nil
 	})
 	summary(t, "%d messages archived before the disk was full, %d acknowledged in all, %d sent", full-1, len(acked), n)

@@ -18,8 +18,10 @@ package archiving
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -102,9 +104,9 @@ type side struct {
 }
 
 // Archive implements router.Archiver.
-func (a *Archiver) Archive(ctx context.Context, m *router.Message) {
+func (a *Archiver) Archive(ctx context.Context, m *router.Message) error {
 	if !Archivable(m.Stanza) {
-		return
+		return nil
 	}
 	var sides []*side
 	if a.local(m.From) {
@@ -122,7 +124,7 @@ func (a *Archiver) Archive(ctx context.Context, m *router.Message) {
 		}
 	}
 	if len(kept) == 0 {
-		return
+		return nil
 	}
 	at := a.cfg.Clock.Now()
 	for _, s := range kept {
@@ -148,14 +150,27 @@ func (a *Archiver) Archive(ctx context.Context, m *router.Message) {
 		s.err = a.cfg.Archive.StoreWithID(ctx, s.id, s.user, s.partner, raws[0], s.dir, at)
 	}
 	wg.Wait()
+	var refuse error
 	for _, s := range kept {
-		if s.err != nil {
-			// Delivered all the same, without the id: the user's
-			// client must not take the message for archived.
-			m.SetID(s.user, "")
-			a.log.WithError(s.err).WithField("user", s.user.String()).Error("archiving: message not archived")
+		if s.err == nil {
+			continue
+		}
+		// Without the id, the user's client does not take the message
+		// for archived.
+		m.SetID(s.user, "")
+		a.log.WithError(s.err).WithField("user", s.user.String()).Error("archiving: message not archived")
+		if s.dir == domain.DirectionOut {
+			// The sender keeps history and this message cannot be
+			// kept: refuse it rather than deliver a conversation the
+			// sender's archive will miss. A full disk is a condition
+			// to wait out; anything else is the server's fault.
+			refuse = &stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError, Text: "the message could not be archived"}
+			if errors.Is(s.err, syscall.ENOSPC) {
+				refuse = &stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: "history storage is full; try again later"}
+			}
 		}
 	}
+	return refuse
 }
 
 // local reports whether j is a local user, who may have an archive.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/xmppfront/stanza"
 )
 
 func TestArchivingFollowsEachSidesPrefs(t *testing.T) {
@@ -318,5 +319,54 @@ func TestOfflineQueueBound(t *testing.T) {
 	}
 	if n := w.pending("bob"); n != 3 {
 		t.Fatalf("%d queued, want 3", n)
+	}
+}
+
+// When the sender keeps history and the disk is full, the message is
+// refused with resource-constraint and not delivered: a conversation is
+// never half kept. When only the recipient's copy fails, the message is
+// delivered without the recipient's stanza-id.
+func TestArchiveFailure(t *testing.T) {
+	tests := []struct {
+		name        string
+		failing     string
+		wantBounce  bool
+		wantAliceIn bool
+	}{
+		{"sender's archive full", "archive-alice@example.test", true, false},
+		{"recipient's archive full", "archive-bob@example.test", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{failAppends: map[string]bool{tt.failing: true}})
+			w.setPrefs("alice", domain.ArchiveAlways)
+			w.setPrefs("bob", domain.ArchiveAlways)
+			w.bind("alice/a", "0")
+			w.bind("bob/1", "0")
+			w.send("alice/a", "<message to='bob@example.test' type='chat' id='m'><body>kept or refused</body></message>")
+			got := w.sessions["bob/1"].take()
+			back := w.sessions["alice/a"].take()
+			if tt.wantBounce {
+				if len(got) != 0 {
+					t.Fatalf("bob got %v although alice's copy could not be kept", got)
+				}
+				if len(back) != 1 || back[0].Attr("type") != "error" ||
+					back[0].Child("error", "").Child("resource-constraint", stanza.NSStanzas) == nil {
+					t.Fatalf("alice got %v, want a resource-constraint error", back)
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("bob got %d stanzas", len(got))
+			}
+			for c := range got[0].Children() {
+				if c.Name.Local == "stanza-id" && c.Attr("by") == "bob@example.test" {
+					t.Fatalf("bob's copy carries a stanza-id although it was not archived: %s", got[0])
+				}
+			}
+			if n := len(w.archived("alice")); (n == 1) != tt.wantAliceIn {
+				t.Fatalf("alice's archive holds %d messages", n)
+			}
+		})
 	}
 }

@@ -3,10 +3,12 @@ package archiving_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/eventstore"
 	"verlauf.im/verlauf/eventstore/bus"
 	"verlauf.im/verlauf/eventstore/embedded"
 	"verlauf.im/verlauf/eventstore/keystore"
@@ -103,6 +106,22 @@ type worldOptions struct {
 	offlineLimit int
 	// noArchiver leaves the router without an archiver (benchmarks).
 	noArchiver bool
+	// failAppends names streams whose appends fail as on a full disk.
+	failAppends map[string]bool
+}
+
+// fullDisk fails appends to some streams the way the embedded store does
+// when the disk is full.
+type fullDisk struct {
+	eventstore.Store
+	streams map[string]bool
+}
+
+func (f fullDisk) Append(ctx context.Context, stream string, exp eventstore.ExpectedRevision, evs ...domain.Event) (eventstore.AppendResult, error) {
+	if f.streams[stream] {
+		return eventstore.AppendResult{}, fmt.Errorf("test: append to %s: %w", stream, syscall.ENOSPC)
+	}
+	return f.Store.Append(ctx, stream, exp, evs...)
 }
 
 func newWorld(t testing.TB, opts worldOptions) *world {
@@ -142,8 +161,12 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 		clock: &testClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)},
 	}
 	keys := archive.NewKeys(ks, nil)
+	var archStore eventstore.Store = store
+	if opts.failAppends != nil {
+		archStore = fullDisk{Store: store, streams: opts.failAppends}
+	}
 	w.svc, err = archive.New(archive.Config{
-		Store: store, KeyStore: ks, Index: index, Waiter: runner,
+		Store: archStore, KeyStore: ks, Index: index, Waiter: runner,
 		Clock: w.clock, OfflineLimit: opts.offlineLimit,
 	}, keys)
 	if err != nil {

@@ -123,9 +123,13 @@ type Archiver interface {
 	// the sender) and before it is delivered. It archives the message for
 	// each local party whose preferences say so and records the archive
 	// ids with m.SetID, so that the delivered copies carry them. It
-	// returns once the appends are durable; a side it could not archive
-	// gets no id, and the message is delivered all the same.
-	Archive(ctx context.Context, m *Message)
+	// returns once the appends are durable. A recipient whose copy could
+	// not be archived gets no id and the message all the same; when the
+	// sender's own copy cannot be archived it returns an error (a
+	// *stanza.Error, resource-constraint for a full disk), the router
+	// bounces the message to the sender and delivers nothing, so that a
+	// user with history on never has a conversation that is half kept.
+	Archive(ctx context.Context, m *Message) error
 }
 
 // Carbons copies messages between users to their other resources

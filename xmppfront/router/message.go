@@ -123,16 +123,23 @@ func strip(c *stream.Element, user string) bool {
 // beforeDelivery runs the hooks that come before a message between users
 // is delivered: the archive (only on the sender's worker, where it may
 // block on the disk) and the sent carbons of a local sender.
-func (r *Router) beforeDelivery(ctx context.Context, m *Message) {
+//
+// It reports false when the message must not be delivered: the sender's
+// own copy could not be archived, and the sender has been told.
+func (r *Router) beforeDelivery(ctx context.Context, m *Message) bool {
 	if m == nil {
-		return
+		return true
 	}
 	if m.archive && r.cfg.Archiver != nil {
-		r.cfg.Archiver.Archive(ctx, m)
+		if err := r.cfg.Archiver.Archive(ctx, m); err != nil {
+			r.bounceErr(ctx, m.Stanza, err)
+			return false
+		}
 	}
 	if r.cfg.Carbons != nil && r.IsLocal(m.From.Domainpart()) {
 		r.cfg.Carbons.Sent(ctx, m)
 	}
+	return true
 }
 
 // sendMessage delivers the user's copy of m to sessions, then has the

@@ -22,7 +22,7 @@ type fakeArchiver struct {
 
 func (a *fakeArchiver) Keeps(st *stream.Element) bool { return st.Child("body", "") != nil }
 
-func (a *fakeArchiver) Archive(_ context.Context, m *Message) {
+func (a *fakeArchiver) Archive(_ context.Context, m *Message) error {
 	a.calls = append(a.calls, m.From.String()+">"+m.To.String())
 	for _, u := range []jid.JID{m.From, m.To} {
 		if u.Domainpart() == domain {
@@ -30,6 +30,7 @@ func (a *fakeArchiver) Archive(_ context.Context, m *Message) {
 			m.SetID(u, fmt.Sprint("a", a.n))
 		}
 	}
+	return nil
 }
 
 // stanzaIDs lists the <stanza-id/> of a stanza as "by=id".

@@ -35,9 +35,10 @@ func (r *remoteRecorder) SendRemote(_ context.Context, st *stream.Element) error
 type archiveRecorder struct{ archived []string }
 
 func (a *archiveRecorder) Keeps(*stream.Element) bool { return true }
-func (a *archiveRecorder) Archive(_ context.Context, m *Message) {
+func (a *archiveRecorder) Archive(_ context.Context, m *Message) error {
 	a.archived = append(a.archived, m.From.String()+">"+m.To.String())
 	m.SetID(m.To, "arch-1")
+	return nil
 }
 
 func TestFromPeer(t *testing.T) {

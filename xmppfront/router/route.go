@@ -29,8 +29,9 @@ func (r *Router) Route(ctx context.Context, st *stream.Element) {
 // between users, which the message hooks see; nil for anything else.
 func (r *Router) deliver(ctx context.Context, st *stream.Element, to jid.JID, m *Message) {
 	if !r.IsLocal(to.Domainpart()) {
-		r.beforeDelivery(ctx, m)
-		r.remote(ctx, st)
+		if r.beforeDelivery(ctx, m) {
+			r.remote(ctx, st)
+		}
 		return
 	}
 	if to.Localpart() == "" {
@@ -137,7 +138,9 @@ func (r *Router) message(ctx context.Context, st *stream.Element, to jid.JID, m 
 		r.bounce(ctx, st, stanza.ServiceUnavailable)
 		return
 	}
-	r.beforeDelivery(ctx, m)
+	if !r.beforeDelivery(ctx, m) {
+		return
+	}
 	if to.Resourcepart() != "" {
 		if s := r.session(to); s != nil {
 			r.sendMessage(ctx, st, m, to, s)
