@@ -221,14 +221,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if jerr == nil {
 		acct = "user:" + user.String()
 	}
-	if s.byUser.blocked(acct) || s.byAddr.blocked(addr) {
+	if s.byUser.Blocked(acct) || s.byAddr.Blocked(addr) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.LoginPenalty.Seconds())))
 		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed logins; try again later")
 		return
 	}
 	fail := func() {
-		s.byUser.fail(acct)
-		s.byAddr.fail(addr)
+		s.byUser.Fail(acct)
+		s.byAddr.Fail(addr)
 		writeError(w, http.StatusUnauthorized, "auth_failed", "wrong JID or password")
 	}
 	if jerr != nil {
@@ -245,8 +245,8 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.archiveError(w, r, err)
 		return
 	}
-	s.byUser.succeed(acct)
-	s.byAddr.succeed(addr)
+	s.byUser.Succeed(acct)
+	s.byAddr.Succeed(addr)
 	if err := s.unlock(r.Context(), user, req.Password); err != nil {
 		s.archiveError(w, r, err)
 		return
@@ -314,14 +314,14 @@ func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	acct := "user:" + user.String()
 	addr := "addr:" + clientAddr(r)
-	if s.byUser.blocked(acct) || s.byAddr.blocked(addr) {
+	if s.byUser.Blocked(acct) || s.byAddr.Blocked(addr) {
 		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed attempts; try again later")
 		return
 	}
 	err := s.cfg.Accounts.VerifyPassword(r.Context(), user, req.Password)
 	if errors.Is(err, accounts.ErrAuthFailed) {
-		s.byUser.fail(acct)
-		s.byAddr.fail(addr)
+		s.byUser.Fail(acct)
+		s.byAddr.Fail(addr)
 		writeError(w, http.StatusForbidden, "auth_failed", "wrong password")
 		return
 	}

@@ -58,8 +58,8 @@ type Server struct {
 	cfg      Config
 	log      *logrus.Entry
 	tokens   *tokens
-	byUser   *throttle
-	byAddr   *throttle
+	byUser   *accounts.Throttle
+	byAddr   *accounts.Throttle
 	notifier notifier
 	mux      *http.ServeMux
 	// routes are the method and pattern of every route, for the OpenAPI
@@ -101,8 +101,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Log,
-		byUser:   newThrottle(cfg.LoginFailures, cfg.LoginPenalty, cfg.Clock.Now),
-		byAddr:   newThrottle(cfg.LoginFailuresPerAddress, cfg.LoginPenalty, cfg.Clock.Now),
+		byUser:   accounts.NewThrottle(cfg.LoginFailures, cfg.LoginPenalty, cfg.Clock.Now),
+		byAddr:   accounts.NewThrottle(cfg.LoginFailuresPerAddress, cfg.LoginPenalty, cfg.Clock.Now),
 		notifier: notifier{m: map[string]chan struct{}{}},
 		mux:      http.NewServeMux(),
 	}

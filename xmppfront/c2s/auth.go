@@ -104,7 +104,7 @@ func decodeSASL(s string) ([]byte, error) {
 
 func (c *session) saslAuth(el *stream.Element) (restart, ok bool) {
 	c.auth, c.attempt = nil, ""
-	if c.srv.addrFails.blocked(c.addr) {
+	if c.srv.addrFails.Blocked(c.addr) {
 		return false, c.saslFail(sasl.TemporaryAuthFailure, false)
 	}
 	srv, err := sasl.NewServer(el.Attr("mechanism"), sasl.Config{
@@ -129,7 +129,7 @@ func (c *session) saslAuth(el *stream.Element) (restart, ok bool) {
 // failure counts against that account.
 func (c *session) lookup(ctx context.Context, username string, h sasl.Hash) (sasl.Credentials, error) {
 	c.attempt = username
-	if c.srv.acctFails.blocked(username) {
+	if c.srv.acctFails.Blocked(username) {
 		return sasl.Credentials{}, sasl.TemporaryAuthFailure
 	}
 	user, err := jid.New(username, c.srv.cfg.Domain, "")
@@ -172,8 +172,8 @@ func (c *session) saslStep(in []byte) (restart, ok bool) {
 	if !c.write(succ) {
 		return false, false
 	}
-	c.srv.acctFails.succeed(res.Username)
-	c.srv.addrFails.succeed(c.addr)
+	c.srv.acctFails.Succeed(res.Username)
+	c.srv.addrFails.Succeed(c.addr)
 	if f := c.srv.cfg.OnAuthenticated; f != nil {
 		f(c.ctx, user, res)
 	}
@@ -192,9 +192,9 @@ func (c *session) saslStep(in []byte) (restart, ok bool) {
 func (c *session) saslFail(cond sasl.Condition, counted bool) bool {
 	if counted {
 		if c.attempt != "" {
-			c.srv.acctFails.fail(c.attempt)
+			c.srv.acctFails.Fail(c.attempt)
 		}
-		c.srv.addrFails.fail(c.addr)
+		c.srv.addrFails.Fail(c.addr)
 	}
 	if !c.write(saslFailure(cond)) {
 		return false

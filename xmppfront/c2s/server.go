@@ -8,14 +8,15 @@ import (
 	"sync"
 	"time"
 
+	"verlauf.im/verlauf/accounts"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
 // Server accepts client connections and runs their sessions.
 type Server struct {
 	cfg       Config
-	acctFails *throttle
-	addrFails *throttle
+	acctFails *accounts.Throttle
+	addrFails *accounts.Throttle
 
 	mu        sync.Mutex
 	listeners []listener
@@ -39,8 +40,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	return &Server{
 		cfg:       cfg,
-		acctFails: newThrottle(cfg.AuthFailures, cfg.AuthPenalty, cfg.Now),
-		addrFails: newThrottle(cfg.AuthFailuresPerAddress, cfg.AuthPenalty, cfg.Now),
+		acctFails: accounts.NewThrottle(cfg.AuthFailures, cfg.AuthPenalty, cfg.Now),
+		addrFails: accounts.NewThrottle(cfg.AuthFailuresPerAddress, cfg.AuthPenalty, cfg.Now),
 		sessions:  make(map[*session]struct{}),
 		perAddr:   make(map[string]int),
 		done:      make(chan struct{}),

@@ -1,4 +1,4 @@
-package c2s
+package accounts
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 
 func TestThrottle(t *testing.T) {
 	now := time.Unix(1000, 0)
-	th := newThrottle(3, time.Minute, func() time.Time { return now })
+	th := NewThrottle(3, time.Minute, func() time.Time { return now })
 	steps := []struct {
 		advance time.Duration
 		op      string // fail, succeed or check
@@ -31,11 +31,11 @@ func TestThrottle(t *testing.T) {
 		now = now.Add(s.advance)
 		switch s.op {
 		case "fail":
-			th.fail(s.key)
+			th.Fail(s.key)
 		case "succeed":
-			th.succeed(s.key)
+			th.Succeed(s.key)
 		}
-		if got := th.blocked(s.key); got != s.blocked {
+		if got := th.Blocked(s.key); got != s.blocked {
 			t.Fatalf("step %d (%s %s): blocked=%v, want %v", i, s.op, s.key, got, s.blocked)
 		}
 	}

@@ -1,16 +1,17 @@
-package c2s
+package accounts
 
 import (
 	"sync"
 	"time"
 )
 
-// throttle counts failed logins per key (an account or an address). After
+// Throttle counts failed logins per key (an account or an address). After
 // max failures within a penalty period the key is blocked for penalty;
-// blocked attempts are answered temporary-auth-failure without looking at
-// the password, which caps online guessing at max per penalty period and
-// costs the server nothing while blocked.
-type throttle struct {
+// blocked attempts are refused without looking at the password, which caps
+// online guessing at max per penalty period and costs the server nothing
+// while blocked. Every front end that checks passwords (SASL, the HTTPS
+// API) uses it, so the rules are the same wherever a user logs in.
+type Throttle struct {
 	max     int
 	penalty time.Duration
 	now     func() time.Time
@@ -29,20 +30,25 @@ type failures struct {
 // stays bounded by the keys that failed within one penalty period.
 const sweepAt = 4096
 
-func newThrottle(max int, penalty time.Duration, now func() time.Time) *throttle {
-	return &throttle{max: max, penalty: penalty, now: now, m: make(map[string]*failures)}
+// NewThrottle returns a throttle that blocks a key for penalty after max
+// failures; now is the clock (time.Now if nil).
+func NewThrottle(max int, penalty time.Duration, now func() time.Time) *Throttle {
+	if now == nil {
+		now = time.Now
+	}
+	return &Throttle{max: max, penalty: penalty, now: now, m: make(map[string]*failures)}
 }
 
-// blocked reports whether key is in its penalty period.
-func (t *throttle) blocked(key string) bool {
+// Blocked reports whether key is in its penalty period.
+func (t *Throttle) Blocked(key string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.m[key]
 	return f != nil && t.now().Before(f.until)
 }
 
-// fail records a failure; it reports whether key is now blocked.
-func (t *throttle) fail(key string) bool {
+// Fail records a failure; it reports whether key is now blocked.
+func (t *Throttle) Fail(key string) bool {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -67,8 +73,8 @@ func (t *throttle) fail(key string) bool {
 	return false
 }
 
-// succeed forgets key's failures.
-func (t *throttle) succeed(key string) {
+// Succeed forgets key's failures.
+func (t *Throttle) Succeed(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if f := t.m[key]; f != nil && !t.now().Before(f.until) {
@@ -76,7 +82,7 @@ func (t *throttle) succeed(key string) {
 	}
 }
 
-func (t *throttle) sweep(now time.Time) {
+func (t *Throttle) sweep(now time.Time) {
 	for k, f := range t.m {
 		if now.Sub(f.last) > t.penalty && !now.Before(f.until) {
 			delete(t.m, k)
