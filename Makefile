@@ -39,7 +39,7 @@ fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./eventstore/... ./xmppfront/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 -timeout 60m ./eventstore/... ./domain/... ./archive/... ./userdata/... ./xmppfront/...
 
 # verlauf side by side with Prosody and ejabberd under the same load; runs
 # as root (installs the peers if missing). USERS=10000 RUNS=3 DURATION=10s.
