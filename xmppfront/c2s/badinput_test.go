@@ -152,6 +152,36 @@ func TestIdleTimeoutAndKeepalive(t *testing.T) {
 	}
 }
 
+// Keepalives do not buy an unauthenticated connection unlimited time: it
+// must log in and bind within the login timeout, or it is closed with
+// connection-timeout, even while it keeps sending whitespace. Once bound,
+// keepalives hold the stream open as before.
+func TestLoginTimeout(t *testing.T) {
+	ts := startServer(t, func(c *c2s.Config) { c.LoginTimeout = 2 * time.Second })
+	lingerer := ts.dialRaw(t)
+	lingerer.open(t)
+	deadline := time.Now().Add(wait)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("an unauthenticated connection kept its slot with keepalives")
+		}
+		if _, err := lingerer.conn.Write([]byte(" ")); err != nil {
+			break // closed by the server
+		}
+		time.Sleep(50 * time.Millisecond)
+		_ = lingerer.conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		buf := make([]byte, 4096)
+		n, _ := lingerer.conn.Read(buf)
+		if n > 0 && strings.Contains(string(buf[:n]), "connection-timeout") {
+			break
+		}
+	}
+	// A client that binds in time is unaffected afterwards.
+	alice := ts.login(t, "alice", "a")
+	time.Sleep(2500 * time.Millisecond) // past the login timeout
+	alice.pingServer(t)
+}
+
 func TestConnectionLimitPerAddress(t *testing.T) {
 	ts := startServer(t, func(c *c2s.Config) { c.MaxPerAddress = 2 })
 	ts.dialRaw(t).open(t)

@@ -55,6 +55,11 @@ type Config struct {
 	// IdleTimeout closes a stream on which nothing, not even a whitespace
 	// keepalive, arrived for this long (connection-timeout). Default 5m.
 	IdleTimeout time.Duration
+	// LoginTimeout is how long a connection may take to authenticate and
+	// bind a resource. Whitespace keepalives do not extend it, so an
+	// unauthenticated client cannot hold a connection slot forever.
+	// Default 1m.
+	LoginTimeout time.Duration
 	// WriteTimeout bounds one write to a client. Default 30s.
 	WriteTimeout time.Duration
 	// ShutdownTimeout is how long Serve waits for streams to close after
@@ -138,6 +143,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	defDur(&c.IdleTimeout, 5*time.Minute)
+	defDur(&c.LoginTimeout, time.Minute)
 	defDur(&c.WriteTimeout, 30*time.Second)
 	defDur(&c.ShutdownTimeout, 5*time.Second)
 	defDur(&c.AuthPenalty, time.Minute)

@@ -91,6 +91,8 @@ type session struct {
 	user     jid.JID // bare, once authenticated
 	full     jid.JID // once bound
 	bound    atomic.Bool
+	// loginBy ends a connection that has not bound a resource by then.
+	loginBy time.Time
 
 	// Queues of a bound session; qmu guards qclosed against Send/Do
 	// racing with the close.
@@ -113,6 +115,7 @@ func newSession(ctx context.Context, srv *Server, conn net.Conn, addr string, di
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.log = srv.cfg.Log.WithFields(logrus.Fields{"session": c.id, "addr": addr})
+	c.loginBy = time.Now().Add(srv.cfg.LoginTimeout)
 	return c
 }
 
@@ -300,7 +303,11 @@ func (c *session) next() (*stream.Element, error) {
 // extendDeadline pushes the idle timer back; a killed session keeps its
 // deadline in the past so the reader wakes up.
 func (c *session) extendDeadline() {
-	_ = c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+	d := time.Now().Add(c.srv.cfg.IdleTimeout)
+	if !c.bound.Load() && c.loginBy.Before(d) {
+		d = c.loginBy
+	}
+	_ = c.raw.SetReadDeadline(d)
 	if c.killed.Load() {
 		_ = c.raw.SetReadDeadline(time.Now())
 	}
