@@ -77,7 +77,12 @@ type session struct {
 	wclosed bool
 
 	killed  atomic.Bool
-	killing sync.WaitGroup // kill's stream error being written
+	// killMu guards killDone, which kill sets together with the killed
+	// flag and closes once its stream error is written, so that finish
+	// can wait for it. (A WaitGroup here raced: kill's Add could run
+	// while finish was already in Wait.)
+	killMu   sync.Mutex
+	killDone chan struct{}
 	cut     atomic.Bool    // cut off for not reading: writes get cutGrace
 
 	ctx    context.Context
@@ -346,15 +351,19 @@ func (c *session) fail(cond stream.Condition, text string) {
 // overflowing queue) without blocking the caller: the stream error is
 // written and the reader woken in the background.
 func (c *session) kill(cond stream.Condition, text string) {
-	// Counted before the flag is set: finish, which may see the flag at
-	// once, must wait for the error to be written before closing.
-	c.killing.Add(1)
+	// The flag and the channel change together: finish, which may see
+	// the flag at once, must wait for the error to be written before
+	// closing.
+	c.killMu.Lock()
 	if !c.killed.CompareAndSwap(false, true) {
-		c.killing.Done()
+		c.killMu.Unlock()
 		return
 	}
+	done := make(chan struct{})
+	c.killDone = done
+	c.killMu.Unlock()
 	go func() {
-		defer c.killing.Done()
+		defer close(done)
 		c.writeError(cond, text)
 		_ = c.raw.SetReadDeadline(time.Now())
 	}()
@@ -437,7 +446,12 @@ func (c *session) finish(graceful bool) {
 		c.srv.cfg.OnSessionEnd(context.WithoutCancel(c.ctx), c.user)
 	}
 	c.cancel()
-	c.killing.Wait()
+	c.killMu.Lock()
+	done := c.killDone
+	c.killMu.Unlock()
+	if done != nil {
+		<-done
+	}
 	if graceful {
 		_ = c.writeLocked(func(w *stream.Writer) error {
 			if c.wclosed {
