@@ -76,14 +76,14 @@ type session struct {
 	w       *stream.Writer
 	wclosed bool
 
-	killed  atomic.Bool
+	killed atomic.Bool
 	// killMu guards killDone, which kill sets together with the killed
 	// flag and closes once its stream error is written, so that finish
 	// can wait for it. (A WaitGroup here raced: kill's Add could run
 	// while finish was already in Wait.)
 	killMu   sync.Mutex
 	killDone chan struct{}
-	cut     atomic.Bool    // cut off for not reading: writes get cutGrace
+	cut      atomic.Bool // cut off for not reading: writes get cutGrace
 
 	ctx    context.Context
 	cancel context.CancelFunc
