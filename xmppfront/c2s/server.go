@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"verlauf.im/verlauf/accounts"
+	"verlauf.im/verlauf/xmppfront/listen"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
@@ -18,18 +19,13 @@ type Server struct {
 	acctFails *accounts.Throttle
 	addrFails *accounts.Throttle
 
-	mu        sync.Mutex
-	listeners []listener
-	sessions  map[*session]struct{}
-	perAddr   map[string]int
-	closing   bool
-	done      chan struct{} // closed by Shutdown
-	wg        sync.WaitGroup
-}
-
-type listener struct {
-	net.Listener
-	direct bool // direct TLS (XEP-0368) rather than STARTTLS
+	mu       sync.Mutex
+	listen   listen.Set
+	sessions map[*session]struct{}
+	perAddr  map[string]int
+	closing  bool
+	done     chan struct{} // closed by Shutdown
+	wg       sync.WaitGroup
 }
 
 // New checks cfg and returns a server that is not listening yet.
@@ -51,53 +47,27 @@ func New(cfg Config) (*Server, error) {
 // Listen opens the configured listeners, so that a bad address fails
 // before anything else starts and tests can listen on port 0.
 func (s *Server) Listen() error {
-	for _, a := range []struct {
-		addr   string
-		direct bool
-	}{{s.cfg.Listen, false}, {s.cfg.ListenTLS, true}} {
-		if a.addr == "" {
-			continue
-		}
-		l, err := net.Listen("tcp", a.addr)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("c2s: listen: %w", err)
-		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, listener{l, a.direct})
-		s.mu.Unlock()
+	if err := s.listen.Open(s.cfg.Listen, s.cfg.ListenTLS); err != nil {
+		return fmt.Errorf("c2s: listen: %w", err)
 	}
 	return nil
 }
 
 // Addr returns the address of the STARTTLS listener (direct false) or the
 // direct TLS one, nil if there is none.
-func (s *Server) Addr(direct bool) net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		if l.direct == direct {
-			return l.Addr()
-		}
-	}
-	return nil
-}
+func (s *Server) Addr(direct bool) net.Addr { return s.listen.Addr(direct) }
 
 // Serve accepts connections until ctx ends or Shutdown is called, then
 // shuts down gracefully within Config.ShutdownTimeout. It calls Listen if
 // that was not done.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	n := len(s.listeners)
-	s.mu.Unlock()
+	n := len(s.listen.Listeners())
 	if n == 0 {
 		if err := s.Listen(); err != nil {
 			return err
 		}
 	}
-	s.mu.Lock()
-	ls := s.listeners
-	s.mu.Unlock()
+	ls := s.listen.Listeners()
 	if len(ls) == 0 {
 		return errors.New("c2s: no listener configured")
 	}
@@ -163,15 +133,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (s *Server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
-}
+func (s *Server) closeListeners() { s.listen.Close() }
 
-func (s *Server) accept(ctx context.Context, l listener) {
+func (s *Server) accept(ctx context.Context, l listen.Listener) {
 	var delay time.Duration
 	for {
 		conn, err := l.Accept()
@@ -190,7 +154,7 @@ func (s *Server) accept(ctx context.Context, l listener) {
 			continue
 		}
 		delay = 0
-		c := s.admit(ctx, conn, l.direct)
+		c := s.admit(ctx, conn, l.Direct)
 		if c == nil {
 			continue
 		}

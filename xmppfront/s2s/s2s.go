@@ -42,6 +42,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"mellium.im/xmpp/jid"
 
+	"verlauf.im/verlauf/xmppfront/listen"
 	"verlauf.im/verlauf/xmppfront/stanza"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
@@ -178,17 +179,12 @@ type Server struct {
 	ctx    context.Context // ends at shutdown; every stream runs under it
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	listeners []listener
-	out       map[string]*outbound // remote domain → its stream
-	in        map[*inbound]struct{}
-	closing   bool
-	wg        sync.WaitGroup
-}
-
-type listener struct {
-	net.Listener
-	direct bool
+	mu      sync.Mutex
+	listen  listen.Set
+	out     map[string]*outbound // remote domain → its stream
+	in      map[*inbound]struct{}
+	closing bool
+	wg      sync.WaitGroup
 }
 
 // New checks cfg and returns a server that is not listening yet. Outbound
@@ -205,54 +201,28 @@ func New(cfg Config) (*Server, error) {
 
 // Listen opens the configured listeners.
 func (s *Server) Listen() error {
-	for _, a := range []struct {
-		addr   string
-		direct bool
-	}{{s.cfg.Listen, false}, {s.cfg.ListenTLS, true}} {
-		if a.addr == "" {
-			continue
-		}
-		l, err := net.Listen("tcp", a.addr)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("s2s: listen: %w", err)
-		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, listener{l, a.direct})
-		s.mu.Unlock()
+	if err := s.listen.Open(s.cfg.Listen, s.cfg.ListenTLS); err != nil {
+		return fmt.Errorf("s2s: listen: %w", err)
 	}
 	return nil
 }
 
 // Addr returns the address of the STARTTLS listener (direct false) or the
 // direct TLS one, nil if there is none.
-func (s *Server) Addr(direct bool) net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		if l.direct == direct {
-			return l.Addr()
-		}
-	}
-	return nil
-}
+func (s *Server) Addr(direct bool) net.Addr { return s.listen.Addr(direct) }
 
 // Serve accepts peers until ctx ends, then closes every stream, inbound
 // and outbound, and returns once they are gone. It calls Listen if that
 // was not done; with no listener configured it only keeps outbound
 // streams until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	n := len(s.listeners)
-	s.mu.Unlock()
+	n := len(s.listen.Listeners())
 	if n == 0 && (s.cfg.Listen != "" || s.cfg.ListenTLS != "") {
 		if err := s.Listen(); err != nil {
 			return err
 		}
 	}
-	s.mu.Lock()
-	ls := s.listeners
-	s.mu.Unlock()
+	ls := s.listen.Listeners()
 	var accepting sync.WaitGroup
 	for _, l := range ls {
 		accepting.Add(1)
@@ -290,15 +260,9 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-func (s *Server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.listeners {
-		_ = l.Close()
-	}
-}
+func (s *Server) closeListeners() { s.listen.Close() }
 
-func (s *Server) accept(l listener) {
+func (s *Server) accept(l listen.Listener) {
 	var delay time.Duration
 	for {
 		conn, err := l.Accept()
@@ -315,7 +279,7 @@ func (s *Server) accept(l listener) {
 			continue
 		}
 		delay = 0
-		c := newInbound(s, conn, l.direct)
+		c := newInbound(s, conn, l.Direct)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
