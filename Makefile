@@ -3,7 +3,7 @@ GO       ?= go
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 BIN      := bin/verlauf
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-FUZZTIME ?= 10s
+FUZZTIME ?= 50000x
 
 .PHONY: all build run test deps lint unit fuzz-short fuzz bench bench-peers soak clean
 
@@ -31,7 +31,8 @@ lint:
 unit: build
 	VERLAUF_BIN=$(CURDIR)/$(BIN) $(GO) test -race -timeout 15m ./...
 
-# Each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for a longer run).
+# Each fuzz target for FUZZTIME executions (make fuzz FUZZTIME=5m for a
+# longer, timed run; scripts/fuzz.sh says why the default is a count).
 fuzz-short:
 	@bash scripts/fuzz.sh $(FUZZTIME)
 
