@@ -48,6 +48,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := logrus.NewEntry(logger)
+	if procs := raiseProcs(); procs > 0 {
+		log.WithField("gomaxprocs", procs).Info("raised GOMAXPROCS so that fsyncs do not stall the sessions")
+	}
 	n, err := openNode(ctx, cfg, log)
 	if err != nil {
 		return err

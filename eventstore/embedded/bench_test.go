@@ -24,7 +24,7 @@ import (
 //	go test -run XXX -bench 'Append|Engine' -benchtime 2s -count 3 ./eventstore/embedded/
 //	go test -run XXX -bench ReadAll -benchtime 3x -count 3 ./eventstore/embedded/
 
-var benchWriters = []int{1, 8, 64}
+var benchWriters = []int{1, 8, 64, 1024}
 
 func benchEvent(i int) domain.Event {
 	ev := event(fmt.Sprintf(`{"to":"bob@example.org","from":"alice@example.org/phone","i":%d,"body":"`, i))
