@@ -117,6 +117,9 @@ func (s *Service) SetPrefs(ctx context.Context, user jid.JID, def domain.Archive
 // the bus's log topic), so that a change made through another node or
 // front end is seen at once.
 func (s *Service) HandleEvent(_ context.Context, ev eventstore.RecordedEvent) error {
+	if domain.StreamConcern(ev.Stream) != domain.ConcernPrefs {
+		return nil
+	}
 	concern, user, err := domain.SplitStream(ev.Stream)
 	if err != nil || concern != domain.ConcernPrefs {
 		return nil

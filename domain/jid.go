@@ -137,6 +137,18 @@ func VCardStream(user jid.JID) string { return StreamName(ConcernVCard, user) }
 // PrivateStream holds private XML storage (XEP-0049).
 func PrivateStream(user jid.JID) string { return StreamName(ConcernPrivate, user) }
 
+// StreamConcern returns the concern prefix of a stream name ("" if it has
+// none) without parsing the JID: SplitStream's PRECIS parse is the costly
+// part, and handlers that see every event of the log filter on the concern
+// first.
+func StreamConcern(stream string) string {
+	concern, _, ok := strings.Cut(stream, "-")
+	if !ok {
+		return ""
+	}
+	return concern
+}
+
 // SplitStream is the inverse of StreamName: it returns the concern and the
 // bare JID a stream belongs to. Projections that consume the global log use
 // it to route an event to the right user.

@@ -53,6 +53,25 @@ func TestSplitStreamRejects(t *testing.T) {
 	}
 }
 
+func TestStreamConcern(t *testing.T) {
+	tests := map[string]string{
+		"roster-bob@my-server.example": "roster",
+		"archive-alice@example.org":    "archive",
+		"roster":                       "",
+		"-alice@example.org":           "",
+		"":                             "",
+	}
+	for stream, want := range tests {
+		if got := StreamConcern(stream); got != want {
+			t.Errorf("StreamConcern(%q) = %q, want %q", stream, got, want)
+		}
+		// It agrees with SplitStream wherever SplitStream succeeds.
+		if c, _, err := SplitStream(stream); err == nil && c != StreamConcern(stream) {
+			t.Errorf("StreamConcern(%q) = %q, SplitStream says %q", stream, StreamConcern(stream), c)
+		}
+	}
+}
+
 func TestParseJID(t *testing.T) {
 	if j, err := ParseJID("Juliet@Example.com/Balcony"); err != nil || j.String() != "juliet@example.com/Balcony" {
 		t.Errorf("ParseJID = %s, %v", j, err)

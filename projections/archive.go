@@ -134,6 +134,9 @@ func encodeArchiveEntry(e ArchiveEntry) []byte {
 
 // Apply implements Projection.
 func (a *Archive) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
+	if c := domain.StreamConcern(ev.Stream); c != domain.ConcernArchive && c != domain.ConcernAccount {
+		return a.db.Update(ArchiveName, ev.Position, nil)
+	}
 	concern, user, err := domain.SplitStream(ev.Stream)
 	if err != nil || (concern != domain.ConcernArchive && concern != domain.ConcernAccount) {
 		return a.db.Update(ArchiveName, ev.Position, nil)

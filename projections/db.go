@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -19,9 +20,29 @@ import (
 // Writes are not synced: a projection is rebuildable, and whatever a crash
 // loses, it loses state and checkpoint together, so the projection resumes
 // from the older checkpoint and applies the lost events again.
+//
+// An event that changes nothing in a projection (most events, for most
+// projections) moves its checkpoint in memory only; the checkpoint is
+// written with the projection's next change, after checkpointEvery such
+// events, or at Close. A crash then replays at most that many events that
+// changed nothing, which changes nothing. Writing each of them cost every
+// projection a Pebble commit per event in the log.
 type DB struct {
 	db *pebble.DB
+
+	mu      sync.Mutex
+	skipped map[string]skipped // by projection
 }
+
+// skipped is a checkpoint not yet written.
+type skipped struct {
+	pos eventstore.Position
+	n   int
+}
+
+// checkpointEvery bounds how many events a projection's stored checkpoint
+// may lag behind for events that changed nothing.
+const checkpointEvery = 256
 
 // OpenDB opens (creating if needed) the projection store in dir.
 func OpenDB(dir string) (*DB, error) {
@@ -40,11 +61,25 @@ func OpenDB(dir string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, skipped: map[string]skipped{}}, nil
 }
 
-// Close closes the store.
-func (d *DB) Close() error { return d.db.Close() }
+// Close writes the checkpoints held in memory and closes the store.
+func (d *DB) Close() error {
+	d.mu.Lock()
+	b := d.db.NewBatch()
+	for proj, sk := range d.skipped {
+		_ = b.Set(checkpointKey(proj), encodeCheckpoint(sk.pos), nil)
+	}
+	clear(d.skipped)
+	d.mu.Unlock()
+	err := b.Commit(pebble.Sync)
+	b.Close()
+	if cerr := d.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Key layout: "d/<projection>\x00<key>" for data, "c/<projection>" for the
 // checkpoint.
@@ -58,8 +93,21 @@ func dataKey(proj string, key []byte) []byte {
 
 func checkpointKey(proj string) []byte { return append([]byte("c/"), proj...) }
 
-// Checkpoint reads the stored position of proj.
+func encodeCheckpoint(pos eventstore.Position) []byte {
+	var cp [16]byte
+	binary.BigEndian.PutUint64(cp[:8], pos.Commit)
+	binary.BigEndian.PutUint64(cp[8:], pos.Prepare)
+	return cp[:]
+}
+
+// Checkpoint reads the position of proj.
 func (d *DB) Checkpoint(proj string) (eventstore.Position, error) {
+	d.mu.Lock()
+	sk, ok := d.skipped[proj]
+	d.mu.Unlock()
+	if ok {
+		return sk.pos, nil
+	}
 	v, closer, err := d.db.Get(checkpointKey(proj))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return eventstore.Start, nil
@@ -130,8 +178,21 @@ func (t *Txn) DeletePrefix(prefix []byte) error {
 }
 
 // Update runs fn and commits its writes together with pos as proj's new
-// checkpoint.
+// checkpoint. A nil fn says the event changed nothing in proj: the
+// checkpoint may then stay in memory for a while (see DB).
 func (d *DB) Update(proj string, pos eventstore.Position, fn func(*Txn) error) error {
+	if fn == nil {
+		d.mu.Lock()
+		sk := d.skipped[proj]
+		sk.pos, sk.n = pos, sk.n+1
+		if sk.n < checkpointEvery {
+			d.skipped[proj] = sk
+			d.mu.Unlock()
+			return nil
+		}
+		delete(d.skipped, proj)
+		d.mu.Unlock()
+	}
 	b := d.db.NewBatch()
 	defer b.Close()
 	if fn != nil {
@@ -139,20 +200,27 @@ func (d *DB) Update(proj string, pos eventstore.Position, fn func(*Txn) error) e
 			return err
 		}
 	}
-	var cp [16]byte
-	binary.BigEndian.PutUint64(cp[:8], pos.Commit)
-	binary.BigEndian.PutUint64(cp[8:], pos.Prepare)
-	if err := b.Set(checkpointKey(proj), cp[:], nil); err != nil {
+	if err := b.Set(checkpointKey(proj), encodeCheckpoint(pos), nil); err != nil {
 		return fmt.Errorf("projections: update %s: %w", proj, err)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("projections: update %s: %w", proj, err)
+	}
+	if fn != nil {
+		// Runner applies one event at a time per projection, so no
+		// later skipped position can be lost here.
+		d.mu.Lock()
+		delete(d.skipped, proj)
+		d.mu.Unlock()
 	}
 	return nil
 }
 
 // Reset drops every key and the checkpoint of proj.
 func (d *DB) Reset(proj string) error {
+	d.mu.Lock()
+	delete(d.skipped, proj)
+	d.mu.Unlock()
 	b := d.db.NewBatch()
 	defer b.Close()
 	k := dataKey(proj, nil)

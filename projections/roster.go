@@ -82,6 +82,9 @@ type rosterStoredItem struct {
 // Apply implements Projection. Every roster event carries a full snapshot
 // of what it changes, so applying one twice is harmless.
 func (r *Roster) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
+	if domain.StreamConcern(ev.Stream) != domain.ConcernRoster {
+		return r.db.Update(RosterName, ev.Position, nil)
+	}
 	concern, user, err := domain.SplitStream(ev.Stream)
 	if err != nil || concern != domain.ConcernRoster {
 		// Not a roster stream (streams of other concerns may have names

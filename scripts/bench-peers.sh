@@ -19,7 +19,9 @@
 #   SERVERS="verlauf prosody ejabberd"
 #   LOGIN_CONCURRENCY=50, WINDOW=4 (messages in flight per user at saturation)
 #   SERVER_CPU=0, TOOL_CPU=1   cores for taskset
-#   PORT=35222        first of the loopback ports used (PORT..PORT+2, PORT+77)
+#   PORT=25222        first of the loopback ports used (PORT..PORT+2, PORT+77);
+#                     below the ephemeral range, so that the load tool cannot
+#                     connect a socket to itself while a server starts
 #   KEEP=1            keep the work folder (logs, configs, raw reports)
 set -euo pipefail
 
@@ -32,7 +34,7 @@ LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-50}
 WINDOW=${WINDOW:-4}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
-PORT=${PORT:-35222}
+PORT=${PORT:-25222}
 KEEP=${KEEP:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
