@@ -29,7 +29,12 @@ type Runner struct {
 	mu      sync.Mutex
 	applied map[string]eventstore.Position
 	changed chan struct{} // closed and replaced whenever applied moves
+	stopped chan struct{} // closed when Run returns
 }
+
+// ErrStopped is returned by WaitFor once the runner has stopped: the
+// position waited for may never be applied.
+var ErrStopped = errors.New("projections: runner stopped")
 
 // NewRunner returns a runner for projs.
 func NewRunner(store eventstore.Store, b *bus.Bus, log *logrus.Entry, projs ...Projection) *Runner {
@@ -40,6 +45,7 @@ func NewRunner(store eventstore.Store, b *bus.Bus, log *logrus.Entry, projs ...P
 		projs:   projs,
 		applied: make(map[string]eventstore.Position),
 		changed: make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -47,9 +53,12 @@ func NewRunner(store eventstore.Store, b *bus.Bus, log *logrus.Entry, projs ...P
 // checkpoint and blocks until ctx is done or a projection fails. ready, if
 // not nil, is closed once every projection has caught up with the head of
 // the log as it was when Run started.
+//
+// Run may be called once.
 func (r *Runner) Run(ctx context.Context, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer close(r.stopped)
 
 	oldest := eventstore.Position{}
 	for i, p := range r.projs {
@@ -159,6 +168,8 @@ func (r *Runner) WaitFor(ctx context.Context, name string, pos eventstore.Positi
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.stopped:
+			return ErrStopped
 		case <-ch:
 		}
 	}

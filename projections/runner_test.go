@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -245,5 +246,24 @@ func TestRunnerStopsOnApplyError(t *testing.T) {
 	evs, _ := e.store.ReadAll(context.Background(), eventstore.Start, 10)
 	if cp != evs[3].Position {
 		t.Fatalf("checkpoint %v, want the 4th event's %v", cp, evs[3].Position)
+	}
+}
+
+// A wait for a position the runner will never apply ends when the runner
+// stops: a session finishing at shutdown must not wait forever for an
+// index that no longer moves.
+func TestRunnerWaitForEndsWhenStopped(t *testing.T) {
+	e := open(t, t.TempDir())
+	defer e.close()
+	c := &counter{name: "count", db: e.db}
+	r, stop := run(t, e, c)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	pos := appendN(t, e.store, "a", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.WaitFor(ctx, "count", pos); !errors.Is(err, projections.ErrStopped) {
+		t.Fatalf("WaitFor after stop = %v, want ErrStopped", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	mstream "mellium.im/xmpp/stream"
 
 	"verlauf.im/verlauf/xmppfront/c2s"
+	"verlauf.im/verlauf/xmppfront/router"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
@@ -261,6 +262,41 @@ func TestDirectTLS(t *testing.T) {
 	}
 	defer s.Close()
 	serve(s).pingServer(t)
+}
+
+// A handler that would wait past the shutdown deadline (a MAM query
+// waiting on an index that shutdown stops) is aborted when the deadline
+// passes, so Shutdown returns.
+func TestShutdownAbortsHandlersAtDeadline(t *testing.T) {
+	ts := startServer(t, nil)
+	entered := make(chan struct{})
+	ts.mux.Handle("test:block", "q", router.IQHandlerFunc(func(ctx context.Context, _ router.IQ) (*stream.Element, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}))
+	// The client asks, then closes its stream: the session finishes
+	// gracefully, which lets the queued query complete first.
+	alice, _ := ts.rawLogin(t, "alice", "a")
+	alice.write(t, `<iq type='get' id='b1'><q xmlns='test:block'/></iq>`)
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the blocking handler was not called")
+	}
+	alice.write(t, `</stream:stream>`)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want the deadline's error", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Shutdown did not return: a handler held it past its deadline")
+	}
 }
 
 func TestShutdownClosesEveryStream(t *testing.T) {

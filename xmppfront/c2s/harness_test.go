@@ -43,6 +43,7 @@ const wait = 10 * time.Second
 type testServer struct {
 	srv    *c2s.Server
 	router *router.Router
+	mux    *router.Mux
 	store  *memStore
 	roots  *x509.CertPool
 	addr   string // STARTTLS
@@ -74,6 +75,7 @@ func startServer(t *testing.T, tweak func(*c2s.Config)) *testServer {
 	mux := router.NewMux()
 	ping.Register(mux)
 	mux.Handle(c2s.NSSession, "session", c2s.LegacySession)
+	ts.mux = mux
 	ts.router = router.New(router.Config{
 		Domain: testDomain, Publisher: b, Subscriber: b, Mux: mux,
 		UserExists: creds.Exists, Log: entry,

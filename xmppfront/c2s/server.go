@@ -123,9 +123,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-finished:
 		return nil
 	case <-ctx.Done():
+		// Out of time: cut the sockets, and abort the handlers still at
+		// work (a graceful finish lets queued stanzas complete, and one
+		// may be waiting on something that shutdown stops).
 		s.mu.Lock()
 		for c := range s.sessions {
 			_ = c.raw.Close()
+			c.cancel()
 		}
 		s.mu.Unlock()
 		<-finished
