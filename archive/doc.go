@@ -40,8 +40,14 @@
 //
 //   - Registration: accounts' OnRegistered hook → Keys.Provision with the
 //     new password's ClientKeys (one wrap per SCRAM hash).
+//   - Import without the password (an operator's bulk import from SCRAM
+//     verifiers): Keys.ProvisionInterim wraps the identity under interim
+//     keys the key store holds until the user's logins (package userdata
+//     says what protects the history meanwhile).
 //   - Login: the SASL layer learns the ClientKey (SCRAM: ClientProof XOR
-//     ClientSignature; PLAIN: ClientKeyFromPassword) → Keys.Unlock, which
+//     ClientSignature; PLAIN: ClientKeyFromPassword) → Keys.Reseal with
+//     every ClientKey the login gave (one key-store lookup unless the
+//     account is still under interim keys), then Keys.Unlock, which
 //     checks the stored public key against the identity. Then
 //     IndexPending (messages archived while the user was away) and, at
 //     initial presence, Drain → deliver with <delay> → Delivered.

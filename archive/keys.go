@@ -34,6 +34,9 @@ type Keys struct {
 	// deleted, so that holders of derived state (the writers' data keys)
 	// drop it.
 	forget []func(user string)
+
+	// resealMu serializes Reseal (interim.go); never held with mu.
+	resealMu sync.Mutex
 }
 
 // unlocked is one user's identity in memory.
@@ -135,24 +138,29 @@ func (k *Keys) wrapAll(id *envelope.Identity, u string, clientKeys map[string][]
 // and holds it in memory for the session. Each successful Unlock counts one
 // session; Release ends one. The unwrapped identity's public key is checked
 // against the stored one (ErrPublicKeyMismatch).
+//
+// For an imported account whose identity is still wrapped under an
+// interim key for this hash (ProvisionInterim), the ClientKey does not
+// open the wrap: Unlock then reseals that hash (Reseal) and opens the
+// identity under the new wrap. Front ends should still call Reseal first
+// with every ClientKey the login gave (see Reseal).
 func (k *Keys) Unlock(ctx context.Context, user jid.JID, hash string, clientKey []byte) error {
 	u, err := bare(user)
 	if err != nil {
 		return err
 	}
-	w, ok, err := k.store.WrappedIdentity(ctx, u, hash)
+	id, err := k.unwrap(ctx, u, hash, clientKey)
+	if errors.Is(err, ErrWrongKey) {
+		ok, rerr := k.Reseal(ctx, user, map[string][]byte{hash: clientKey})
+		switch {
+		case rerr != nil:
+			return rerr
+		case ok:
+			id, err = k.unwrap(ctx, u, hash, clientKey)
+		}
+	}
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: no %s wrap for %s", ErrNoKeys, hash, u)
-	}
-	id, err := envelope.Unwrap(w, u, clientKey)
-	if errors.Is(err, envelope.ErrAuth) {
-		return fmt.Errorf("%w: %w", ErrWrongKey, err)
-	}
-	if err != nil {
-		return fmt.Errorf("archive: unlock %s: %w", u, err)
 	}
 	pub, ok, err := k.store.PublicKey(ctx, u)
 	if err != nil || !ok {
@@ -177,6 +185,25 @@ func (k *Keys) Unlock(ctx context.Context, user jid.JID, hash string, clientKey 
 	}
 	k.open[u] = &unlocked{id: id, sessions: 1, dataKeys: map[uuid.UUID]*envelope.DataKey{}}
 	return nil
+}
+
+// unwrap opens the stored wrap of hash with clientKey.
+func (k *Keys) unwrap(ctx context.Context, u, hash string, clientKey []byte) (*envelope.Identity, error) {
+	w, ok, err := k.store.WrappedIdentity(ctx, u, hash)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: no %s wrap for %s", ErrNoKeys, hash, u)
+	}
+	id, err := envelope.Unwrap(w, u, clientKey)
+	if errors.Is(err, envelope.ErrAuth) {
+		return nil, fmt.Errorf("%w: %w", ErrWrongKey, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive: unlock %s: %w", u, err)
+	}
+	return id, nil
 }
 
 // Release ends one session of user. When the last one ends, the identity
@@ -239,7 +266,9 @@ const (
 // under newClientKeys and nothing else changes. Otherwise (an
 // administrator's reset while the user is offline) nobody can open the
 // old identity any more: a new one replaces it, the old data keys are
-// deleted, and the result is Replaced.
+// deleted, and the result is Replaced. An imported account still under
+// interim keys (ProvisionInterim) is opened with them instead, and its
+// interim keys end with the new wraps.
 func (k *Keys) Rewrap(ctx context.Context, user jid.JID, oldClientKeys, newClientKeys map[string][]byte) (RewrapResult, error) {
 	u, err := bare(user)
 	if err != nil {
@@ -275,6 +304,22 @@ func (k *Keys) Rewrap(ctx context.Context, user jid.JID, oldClientKeys, newClien
 			continue
 		}
 		err = k.rewrap(ctx, u, id, newClientKeys)
+		id.Wipe()
+		if err != nil {
+			return 0, err
+		}
+		return Rewrapped, nil
+	}
+	// An imported account nobody has logged in to yet: the server holds
+	// the interim keys, so the history survives the reset.
+	if in, ok, err := k.store.Interim(ctx, u); err != nil {
+		return 0, err
+	} else if ok {
+		id, err := k.openInterim(ctx, u, in)
+		if err != nil {
+			return 0, err
+		}
+		err = k.rewrap(ctx, u, id, newClientKeys) // PutIdentity ends the interim keys
 		id.Wipe()
 		if err != nil {
 			return 0, err

@@ -64,7 +64,10 @@
 // "manifest". Verify recomputes it. It proves the file whole, not
 // authentic: whoever can change the file can write a matching manifest.
 // Export also returns it, so that the HTTPS API can send it beside the
-// file (a header, or a .manifest.json).
+// file (a header, or a .manifest.json). ExportOptions.DetachedManifest
+// leaves the trailer out, for a file that goes to Prosody: its XML parser
+// (util.xml, XMPP's restricted XML) refuses comments, and
+// mod_storage_xep0227 then loads nothing of the user (tests/interop).
 //
 // Server-specific fields that an export of an import may show differently:
 // the offline messages' queue ids are not exported, and a re-imported
@@ -114,15 +117,40 @@
 //     history is sealed under the user's keys at once.
 //   - SCRAM verifiers, no password (an operator's bulk import): nobody
 //     here knows the ClientKey, so the identity cannot be wrapped under
-//     it. It is wrapped instead under random interim keys, returned in
-//     UserReport.InterimKeys. Until the user's first login the imported
-//     history is protected only by those interim keys: whoever holds them
-//     and the key store reads it. Keep them off the server's disks (or
-//     accept that, until then, the history is as exposed as the disks).
-//     At the first login the front end must open the identity with the
-//     interim key and wrap it again under the user's ClientKeys
-//     (archive.Keys.Rewrap(ctx, user, interimKeys, clientKeys)), then
-//     destroy the interim keys. That hook is not wired yet.
+//     it. It is wrapped instead, per verifier hash, under a random interim
+//     key that the server keeps in its key store
+//     (archive.Keys.ProvisionInterim; UserReport.Interim says so). No
+//     interim key is handed to the caller: a key given to an operator
+//     would be one more copy to lose, and the server needs it anyway at
+//     the login that reseals.
+//
+// What protects such an account's history until the user's first login
+// is therefore the server's own disks and nothing else: whoever reads the
+// key store (a copy of the disk or of a backup) opens the identity with
+// the interim key and, with the event log, reads the imported history and
+// every message archived or queued for the user until then. The user's
+// password plays no part yet. Operators who cannot accept that window
+// should ask users to import their own files (ImportOptions.Password),
+// or keep the key store's disks and backups as guarded as the export file
+// they imported.
+//
+// At each successful login the front end calls archive.Keys.Reseal with
+// the ClientKeys the login yielded, then Unlock. Reseal checks each
+// ClientKey against the verifier's StoredKey, opens the identity with the
+// interim key, wraps it under the ClientKey and deletes the interim key
+// of that hash, compacting it out of the key store's files (the key
+// store's shredding; the same reach and limits as crypto-shredding, see
+// package keystore). For accounts without interim keys it is one lookup.
+// A SCRAM login yields the ClientKey of its own hash only: an account
+// with verifiers of both hashes (a verlauf export with credentials) keeps
+// the other hash's interim key until a login with that mechanism, a PLAIN
+// login (which yields both) or a password change; dropping that wrap
+// instead would leave later logins with the other mechanism unable to
+// read the history, and no key for it can be made without the password.
+// Prosody and ejabberd export one hash, so for their accounts the first
+// login ends the interim key. An administrator's password reset before
+// the first login keeps the history (the server opens it with the
+// interim key) and ends the interim keys.
 //
 // An account that exists is refused unless ImportOptions.MergeExisting;
 // merged, its credentials and keys stay as they are.

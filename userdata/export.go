@@ -120,8 +120,10 @@ func Export(ctx context.Context, w io.Writer, deps Deps, user jid.JID, format Fo
 		return Manifest{}, err
 	}
 	m.Bytes, m.SHA256 = ch.n, hex.EncodeToString(ch.h.Sum(nil))
-	if err := s.manifest(bw, m); err != nil {
-		return Manifest{}, err
+	if !opts.DetachedManifest {
+		if err := s.manifest(bw, m); err != nil {
+			return Manifest{}, err
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return Manifest{}, fmt.Errorf("userdata: export: %w", err)

@@ -29,6 +29,7 @@ type env struct {
 	t        testing.TB
 	store    *embedded.Store
 	keys     *archive.Keys
+	ks       *keystore.Store
 	archive  *archive.Service
 	accounts *accounts.Service
 	runner   *projections.Runner
@@ -67,6 +68,7 @@ func newEnv(t testing.TB) *env {
 		cancel()
 		t.Fatalf("runner: %v", err)
 	}
+	e.ks = ks
 	e.keys = archive.NewKeys(ks, nil)
 	if e.archive, err = archive.New(archive.Config{Store: e.store, KeyStore: ks, Index: index, Waiter: e.runner}, e.keys); err != nil {
 		t.Fatal(err)

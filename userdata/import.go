@@ -474,7 +474,33 @@ func scramCredentials(el *stream.Element) (domain.SCRAMVerifier, bool, error) {
 	if v.Iterations, err = strconv.Atoi(text("iter-count")); err != nil {
 		return v, false, fmt.Errorf("iter-count: %w", err)
 	}
+	if v.Validate() != nil {
+		if w, ok := doubleEncoded(v); ok {
+			v = w
+		}
+	}
 	return v, true, v.Validate()
+}
+
+// doubleEncoded undoes ejabberd's export of <scram-credentials> (seen
+// with 23.01's export_piefxis): it keeps the keys and the salt base64
+// encoded in its database and encodes them once more for the file, so
+// each element holds base64 of base64. Only when both keys decode a
+// second time to the hash's size is the verifier read that way; the salt
+// is then decoded a second time too (it went through the same path).
+func doubleEncoded(v domain.SCRAMVerifier) (domain.SCRAMVerifier, bool) {
+	w := v
+	var err error
+	if w.StoredKey, err = base64.StdEncoding.DecodeString(string(v.StoredKey)); err != nil {
+		return v, false
+	}
+	if w.ServerKey, err = base64.StdEncoding.DecodeString(string(v.ServerKey)); err != nil {
+		return v, false
+	}
+	if w.Salt, err = base64.StdEncoding.DecodeString(string(v.Salt)); err != nil || len(w.Salt) == 0 {
+		return v, false
+	}
+	return w, w.Validate() == nil
 }
 
 // ejabberdSCRAM reads ejabberd's password='scram:…': StoredKey, ServerKey,
@@ -861,8 +887,8 @@ func rosterEvents(r domain.Roster, u *userData, clock domain.Clock) ([]domain.Ev
 // accounts.Register (new verifiers, keys provisioned by its hook). SCRAM
 // verifiers are recorded as they are, so the user keeps the password, and
 // the archive identity is wrapped under the ClientKeys derived from
-// Options.Password if given, else under interim keys (see the package
-// documentation).
+// Options.Password if given, else under interim keys that the key store
+// keeps until the user's first login (see the package documentation).
 func (im *importer) createAccount(u *userData, rep *UserReport) error {
 	ctx, d := im.ctx, im.deps
 	switch {
@@ -882,25 +908,13 @@ func (im *importer) createAccount(u *userData, rep *UserReport) error {
 	if err != nil {
 		return err
 	}
-	var keys map[string][]byte
-	if im.opts.Password != "" {
-		if keys, err = clientKeys(u.verifiers, im.opts.Password); err != nil {
-			return err
-		}
-	} else {
-		keys = map[string][]byte{}
-		for _, v := range u.verifiers {
-			size := 32
-			if v.Hash == domain.HashSHA1 {
-				size = 20
-			}
-			k := make([]byte, size)
-			if _, err := rand.Read(k); err != nil {
-				return err
-			}
-			keys[v.Hash] = k
-		}
-		rep.InterimKeys = keys
+	if im.opts.Password == "" {
+		rep.Interim = true
+		return d.Keys.ProvisionInterim(ctx, u.jid, u.verifiers)
+	}
+	keys, err := clientKeys(u.verifiers, im.opts.Password)
+	if err != nil {
+		return err
 	}
 	return d.Keys.Provision(ctx, u.jid, keys)
 }

@@ -70,6 +70,9 @@ type Accounts interface {
 // Keys is what the package needs of archive.Keys.
 type Keys interface {
 	Provision(ctx context.Context, user jid.JID, clientKeys map[string][]byte) error
+	// ProvisionInterim wraps a new identity under interim keys that the
+	// key store keeps until the user's first login (bulk import).
+	ProvisionInterim(ctx context.Context, user jid.JID, verifiers []domain.SCRAMVerifier) error
 }
 
 // Deps are the services export and import work on. Store, Archive and
@@ -124,6 +127,12 @@ type ExportOptions struct {
 	// Progress, if set, is called after each page of history with the
 	// number of messages written so far.
 	Progress func(messages int)
+	// DetachedManifest leaves the manifest out of the file; Export still
+	// returns it, and its SHA-256 is then that of the whole file, for a
+	// .manifest.json beside it. For an XEP-0227 file meant for Prosody:
+	// Prosody's XML parser refuses comments, the trailer's form, and
+	// loads nothing from a file that has one.
+	DetachedManifest bool
 }
 
 // Manifest says what an export holds. It is written at the end of the
@@ -230,12 +239,12 @@ type UserReport struct {
 	// Skipped counts elements of the file that verlauf does not keep
 	// (privacy lists beyond the block list, PEP, pubsub, …), by name.
 	Skipped map[string]int
-	// InterimKeys is set for an account created from SCRAM verifiers
-	// without the user's password: the history was sealed under an
-	// identity wrapped with these keys (SCRAM hash → stand-in ClientKey)
-	// instead of the user's. Whoever holds them can read the imported
-	// history; see the package documentation and Reseal.
-	InterimKeys map[string][]byte
+	// Interim is set for an account created from SCRAM verifiers
+	// without the user's password: its history is sealed under an
+	// identity that the server's key store can open with interim keys
+	// until the user's first login reseals it (archive.Keys.Reseal). The
+	// interim keys are never handed out; see the package documentation.
+	Interim bool
 }
 
 // stampLayout is the XEP-0082 DateTime with as many fractional digits as

@@ -7,7 +7,11 @@
 //   - the identity wrapped once per SCRAM hash (envelope.WrappedIdentity):
 //     only the user's login opens it;
 //   - the data keys sealed to the public key (envelope.SealedDataKey) with
-//     their metadata: kind (archive or offline), creation time, use count.
+//     their metadata: kind (archive or offline), creation time, use count;
+//   - for an account imported without its password only, until the
+//     user's logins replace them: the interim keys its identity is
+//     wrapped under, per SCRAM hash (Interim). While such a record exists,
+//     the key store alone opens that user's identity.
 //
 // Records in the log are sealed under the data keys; deleting a data key
 // (DeleteDataKey) or every key of a user (DeleteUser) crypto-shreds the
@@ -47,6 +51,7 @@
 //
 //	u/<bare jid>\x00p                    → public key (32 bytes)
 //	u/<bare jid>\x00w<hash name>         → wrapped identity: salt len ‖ salt ‖ blob
+//	u/<bare jid>\x00i                    → interim keys (see encodeInterim), rare
 //	u/<bare jid>\x00k<key id: 16 bytes>  → data key record (see encodeDataKey)
 //
 // A bare JID never contains NUL, so no user's prefix is a prefix of

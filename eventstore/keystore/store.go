@@ -90,6 +90,7 @@ const (
 	tagPublic  = 'p'
 	tagWrapped = 'w'
 	tagDataKey = 'k'
+	tagInterim = 'i'
 )
 
 func userPrefix(user string) []byte {
@@ -112,10 +113,23 @@ func checkUser(user string) error {
 
 // PutIdentity records the user's public key and wrapped identities,
 // replacing any that were there (registration, password change,
-// administrator's reset), in one synced write.
+// administrator's reset), in one synced write. Wraps made under the
+// user's own ClientKeys end any interim key (PutInterimIdentity): it is
+// deleted in the same write and compacted out with the old wraps.
 func (s *Store) PutIdentity(ctx context.Context, user string, pub envelope.PublicKey, wraps []envelope.WrappedIdentity) error {
+	return s.putIdentity(ctx, user, pub, wraps, nil)
+}
+
+func (s *Store) putIdentity(ctx context.Context, user string, pub envelope.PublicKey, wraps []envelope.WrappedIdentity, in *Interim) error {
 	if err := checkUser(user); err != nil {
 		return err
+	}
+	var rec []byte
+	if in != nil {
+		var err error
+		if rec, err = encodeInterim(*in); err != nil {
+			return err
+		}
 	}
 	exit, err := s.enter(ctx)
 	if err != nil {
@@ -133,19 +147,30 @@ func (s *Store) PutIdentity(ctx context.Context, user string, pub envelope.Publi
 		return fmt.Errorf("keystore: put identity: %w", err)
 	}
 	for _, w := range wraps {
-		v := make([]byte, 0, 1+len(w.Salt)+len(w.Blob))
-		v = append(v, byte(len(w.Salt)))
-		v = append(append(v, w.Salt...), w.Blob...)
-		if err := b.Set(userKey(user, tagWrapped, []byte(w.Hash)), v, nil); err != nil {
+		if err := b.Set(userKey(user, tagWrapped, []byte(w.Hash)), encodeWrap(w), nil); err != nil {
 			return fmt.Errorf("keystore: put identity: %w", err)
 		}
+	}
+	if rec != nil {
+		err = b.Set(userKey(user, tagInterim, nil), rec, nil)
+	} else {
+		err = b.Delete(userKey(user, tagInterim, nil), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("keystore: put identity: %w", err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("keystore: put identity: %w", err)
 	}
 	// A replaced wrap is as much to be forgotten as a deleted one: a copy
-	// under the old password must not linger.
-	return s.compact(ctx, lo, prefixEnd(lo))
+	// under the old password must not linger, nor an interim key.
+	return s.compact(ctx, userKey(user, tagInterim, nil), prefixEnd(lo))
+}
+
+func encodeWrap(w envelope.WrappedIdentity) []byte {
+	v := make([]byte, 0, 1+len(w.Salt)+len(w.Blob))
+	v = append(v, byte(len(w.Salt)))
+	return append(append(v, w.Salt...), w.Blob...)
 }
 
 // PublicKey returns the user's public key, and false if there is none.
