@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +14,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"mellium.im/xmpp/jid"
+
+	"verlauf.im/verlauf/accounts"
+	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/userdata"
 )
 
 // The admin socket lets `verlauf user …` change accounts while the server
@@ -23,18 +26,42 @@ import (
 // a Unix socket in the data directory, mode 0600: whoever can use it could
 // read the data directory anyway.
 //
-// The protocol is one JSON request and one JSON response per connection.
+// The protocol is one JSON request line per connection (newline-ended),
+// answered by one JSON response; export and import go on with frames
+// (frame.go): see serveExport and serveImport.
 
 type adminRequest struct {
-	Op       string `json:"op"` // user.add, user.passwd, user.delete, user.list
+	Op       string `json:"op"` // user.add, user.passwd, user.delete, user.list, export, import
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`
+	// Export.
+	Format string `json:"format,omitempty"`
+	// Import: the files that follow, in order: the includes, then the
+	// main file, last.
+	Files []importFile `json:"files,omitempty"`
+	Merge bool         `json:"merge,omitempty"`
 }
 
 type adminResponse struct {
 	Error string   `json:"error,omitempty"`
+	Code  string   `json:"code,omitempty"` // for errors the CLI words itself: see the err* codes
 	Users []string `json:"users,omitempty"`
+	// Export: the manifest, in the trailer.
+	Manifest *userdata.Manifest `json:"manifest,omitempty"`
+	// Import: what was imported, in the trailer (also beside an error,
+	// for a store failure half way).
+	Import    *importResult `json:"import,omitempty"`
+	FileError *fileError    `json:"file_error,omitempty"`
 }
+
+// Error codes of adminResponse.Code.
+const (
+	codeAuthFailed    = "auth_failed"
+	codeThrottled     = "throttled"
+	codeMalformed     = "malformed"
+	codeWrongPassword = "wrong_password"
+	codeExists        = "exists"
+)
 
 // accountAdmin is what the admin socket needs from the accounts service.
 type accountAdmin interface {
@@ -42,6 +69,34 @@ type accountAdmin interface {
 	ChangePassword(ctx context.Context, user jid.JID, password string) error
 	Delete(ctx context.Context, user jid.JID) error
 	List(ctx context.Context) ([]jid.JID, error)
+	VerifyPassword(ctx context.Context, user jid.JID, password string) error
+	Credentials(ctx context.Context, user jid.JID, hash string) (domain.SCRAMVerifier, error)
+}
+
+// archiveKeys is what export needs of archive.Keys: the user's keys are
+// open while their history is read.
+type archiveKeys interface {
+	Unlock(ctx context.Context, user jid.JID, hash string, clientKey []byte) error
+	Release(user jid.JID)
+	Provision(ctx context.Context, user jid.JID, clientKeys map[string][]byte) error
+}
+
+// adminServer is what the admin socket serves from.
+type adminServer struct {
+	domain string
+	accts  accountAdmin
+	// data, keys and indexPending serve export and import; with a nil
+	// data.Store those operations are refused.
+	data         userdata.Deps
+	keys         archiveKeys
+	indexPending func(ctx context.Context, user jid.JID) (int, error)
+	// spoolDir holds included import files while an import runs,
+	// encrypted under a key that lives in memory only.
+	spoolDir string
+	// throttle counts wrong passwords given to export, per account, as
+	// the front ends count failed logins.
+	throttle *accounts.Throttle
+	log      *logrus.Entry
 }
 
 func adminSocketPath(cfg Config) string {
@@ -53,7 +108,13 @@ func adminSocketPath(cfg Config) string {
 }
 
 // serveAdmin accepts admin connections until ctx is done.
-func serveAdmin(ctx context.Context, path, domain string, accts accountAdmin, log *logrus.Entry) error {
+func serveAdmin(ctx context.Context, path string, s *adminServer) error {
+	if s.spoolDir != "" {
+		// Spools a killed server left behind: their key died with it.
+		if err := os.RemoveAll(s.spoolDir); err != nil {
+			return fmt.Errorf("admin socket: %w", err)
+		}
+	}
 	// A socket left by a killed server would make Listen fail; nobody else
 	// can be serving on it, because the store lock is ours.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -88,19 +149,43 @@ func serveAdmin(ctx context.Context, path, domain string, accts accountAdmin, lo
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Minute))
-			var req adminRequest
-			var resp adminResponse
-			if err := json.NewDecoder(io.LimitReader(c, 64<<10)).Decode(&req); err != nil {
-				resp.Error = "bad request: " + err.Error()
-			} else {
-				resp = handleAdmin(ctx, req, domain, accts)
-				// The password is never logged.
-				log.WithFields(logrus.Fields{"op": req.Op, "jid": req.JID, "ok": resp.Error == ""}).Info("admin request")
-			}
-			json.NewEncoder(c).Encode(resp)
+			// A stream in progress ends with the server.
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
+			s.serveConn(ctx, c)
 		}()
 	}
+}
+
+// maxRequestLine bounds the JSON request line.
+const maxRequestLine = 64 << 10
+
+func (s *adminServer) serveConn(ctx context.Context, c net.Conn) {
+	// Short operations must be over within a minute; a stream (export,
+	// import) only must keep moving: each read waits at most adminIdle.
+	c.SetDeadline(time.Now().Add(time.Minute))
+	br := bufio.NewReaderSize(idleConn{c, adminIdle}, maxRequestLine)
+	var req adminRequest
+	line, err := br.ReadSlice('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil {
+		json.NewEncoder(c).Encode(adminResponse{Error: "bad request: " + err.Error()})
+		return
+	}
+	var resp adminResponse
+	switch req.Op {
+	case "export":
+		resp = s.serveExport(ctx, c, req)
+	case "import":
+		resp = s.serveImport(ctx, c, br, req)
+	default:
+		resp = handleAdmin(ctx, req, s.domain, s.accts)
+		json.NewEncoder(c).Encode(resp)
+	}
+	// The password is never logged.
+	s.log.WithFields(logrus.Fields{"op": req.Op, "jid": req.JID, "ok": resp.Error == ""}).Info("admin request")
 }
 
 func handleAdmin(ctx context.Context, req adminRequest, domain string, accts accountAdmin) adminResponse {
@@ -176,4 +261,47 @@ func adminCall(ctx context.Context, path string, req adminRequest) (adminRespons
 		return adminResponse{}, fmt.Errorf("admin socket: %w", err)
 	}
 	return resp, nil
+}
+
+// adminServer wires the admin socket to the node's services.
+func (n *node) adminServer() *adminServer {
+	return &adminServer{
+		domain:       n.cfg.Server.Domain,
+		accts:        n.accounts,
+		data:         n.userData(),
+		keys:         n.archive.Keys(),
+		indexPending: n.archive.IndexPending,
+		spoolDir:     filepath.Join(n.cfg.Server.DataDir, "import-spool"),
+		throttle:     accounts.NewThrottle(n.cfg.C2S.AuthFailures, n.cfg.C2S.AuthPenalty.Duration, nil),
+		log:          n.log.WithField("component", "admin"),
+	}
+}
+
+// adminDial opens a connection for a streaming operation and sends its
+// request line. The connection closes when ctx ends (an interrupt).
+func adminDial(ctx context.Context, path string, req adminRequest) (net.Conn, func() bool, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("is the server running? cannot reach its admin socket %s: %w", path, err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		stop()
+		c.Close()
+		return nil, nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return c, stop, nil
+}
+
+// userData is what exports and imports read and write, for the admin
+// socket and the HTTPS API alike.
+func (n *node) userData() userdata.Deps {
+	return userdata.Deps{
+		Store:          n.store,
+		Archive:        n.archive,
+		Accounts:       n.accounts,
+		Keys:           n.archive.Keys(),
+		MaxRosterItems: n.cfg.C2S.MaxRosterItems,
+	}
 }

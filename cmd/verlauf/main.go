@@ -2,6 +2,8 @@
 //
 //	verlauf serve [--config FILE]      run the server
 //	verlauf user add|passwd|delete|list  manage accounts of the running server
+//	verlauf export --user JID --out FILE  export one account (asks for its password)
+//	verlauf import FILE…               import XEP-0227 files
 //	verlauf version                    print the version
 //
 // With no config file, serve runs the zero-config server: domain localhost,
@@ -28,6 +30,8 @@ const usage = `usage: verlauf <command> [flags]
 commands:
   serve     run the server (verlauf serve --config FILE)
   user      add, change, delete and list accounts of the running server
+  export    write one account's data to a file (asks for its password)
+  import    import XEP-0227 files into the running server
   bench     run the load tool against an XMPP server
   version   print the version
 
@@ -57,6 +61,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, args[1:], stderr)
 	case "user":
 		return cmdUser(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "export":
+		return cmdExport(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "import":
+		return cmdImport(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "bench":
 		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -146,20 +146,27 @@ func (n *node) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
+	// The projections and the log's followers outlive the front end: at
+	// shutdown, sessions finish the stanzas they have queued, and a MAM
+	// query among them waits for the index to hold the user's last
+	// message. They stop once the front end has returned.
+	back, stopBack := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopBack()
 	ready := make(chan struct{})
 	// The archive caches preferences; every prefs event, from whichever
 	// node, invalidates them. Subscribed before the runner starts the pump.
-	logEvents, err := n.bus.Subscribe(gctx, bus.TopicLog)
+	logEvents, err := n.bus.Subscribe(back, bus.TopicLog)
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return followLog(gctx, logEvents, n.archive.HandleEvent) })
+	g.Go(func() error { return followLog(back, logEvents, n.archive.HandleEvent) })
 	if n.cfg.SyncAPI.Listen != "" {
 		if err := n.serveSyncAPI(gctx, g, cert, ready); err != nil {
 			return err
 		}
 	}
-	g.Go(func() error { return n.runner.Run(gctx, ready) })
+	// A failed projection still stops the node: the errgroup cancels gctx.
+	g.Go(func() error { return n.runner.Run(back, ready) })
 	if addr := n.cfg.Debug.Pprof; addr != "" {
 		if err := servePprof(gctx, g, addr); err != nil {
 			return err
@@ -167,6 +174,7 @@ func (n *node) run(ctx context.Context) error {
 		n.log.WithField("addr", addr).Warn("profiler enabled")
 	}
 	g.Go(func() error {
+		defer stopBack()
 		// Clients are served once the projections have caught up, so
 		// that nobody sees a roster from before the last restart.
 		select {
@@ -182,7 +190,7 @@ func (n *node) run(ctx context.Context) error {
 		return front.Serve(gctx)
 	})
 	g.Go(func() error {
-		return serveAdmin(gctx, adminSocketPath(n.cfg), n.cfg.Server.Domain, n.accounts, n.log.WithField("component", "admin"))
+		return serveAdmin(gctx, adminSocketPath(n.cfg), n.adminServer())
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -279,6 +287,7 @@ func (n *node) serveSyncAPI(ctx context.Context, g *errgroup.Group, cert tls.Cer
 		TokenTTL:      cfg.TokenTTL.Duration,
 		LoginFailures: cfg.LoginFailures,
 		LoginPenalty:  cfg.LoginPenalty.Duration,
+		UserData:      n.userData(),
 	})
 	if err != nil {
 		return err
