@@ -12,11 +12,16 @@ need_apt=()
 for pkg in prosody lua-unbound ejabberd; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# The self-service web page is tested in a real browser, headless. Its
+# recommended packages (fonts among them) come with it: they are what a
+# browser draws a page with.
+need_chromium=
+dpkg -s chromium >/dev/null 2>&1 || need_chromium=1
 
-if ((${#need_apt[@]})); then
-	echo "deps: installing ${need_apt[*]} from Debian" >&2
+if ((${#need_apt[@]})) || [ -n "$need_chromium" ]; then
+	echo "deps: installing ${need_apt[*]} ${need_chromium:+chromium} from Debian" >&2
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "deps: need root for apt-get (or install: ${need_apt[*]})" >&2
+		echo "deps: need root for apt-get (or install: ${need_apt[*]} ${need_chromium:+chromium})" >&2
 		exit 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
@@ -31,7 +36,12 @@ if ((${#need_apt[@]})); then
 		made_policy=1
 	fi
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	if ((${#need_apt[@]})); then
+		apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+	fi
+	if [ -n "$need_chromium" ]; then
+		apt-get install -y -qq chromium >/dev/null
+	fi
 	if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 

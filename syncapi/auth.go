@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -215,49 +214,53 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	resp, f := s.authenticate(r, req.JID, req.Password)
+	if f != nil {
+		writeFailure(w, f)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticate is the one login path of the API and the web page: the
+// throttle, the password check, the unlocking of the keys and the token.
+func (s *Server) authenticate(r *http.Request, jidStr, password string) (loginResponse, *failure) {
 	addr := "addr:" + clientAddr(r)
-	user, jerr := domain.ParseBareJID(req.JID)
-	acct := "user:" + strings.ToLower(req.JID)
+	user, jerr := domain.ParseBareJID(jidStr)
+	acct := "user:" + strings.ToLower(jidStr)
 	if jerr == nil {
 		acct = "user:" + user.String()
 	}
 	if s.byUser.Blocked(acct) || s.byAddr.Blocked(addr) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.LoginPenalty.Seconds())))
-		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed logins; try again later")
-		return
+		return loginResponse{}, &failure{status: http.StatusTooManyRequests, code: "too_many_attempts", msg: "too many failed logins; try again later", retryAfter: s.cfg.LoginPenalty}
 	}
-	fail := func() {
+	fail := func() *failure {
 		s.byUser.Fail(acct)
 		s.byAddr.Fail(addr)
-		writeError(w, http.StatusUnauthorized, "auth_failed", "wrong JID or password")
+		return &failure{status: http.StatusUnauthorized, code: "auth_failed", msg: "wrong JID or password"}
 	}
 	if jerr != nil {
-		fail()
-		return
+		return loginResponse{}, fail()
 	}
-	err := s.cfg.Accounts.VerifyPassword(r.Context(), user, req.Password)
+	err := s.cfg.Accounts.VerifyPassword(r.Context(), user, password)
 	if errors.Is(err, accounts.ErrAuthFailed) {
 		s.log.WithField("user", user.String()).WithField("addr", clientAddr(r)).Info("syncapi: failed login")
-		fail()
-		return
+		return loginResponse{}, fail()
 	}
 	if err != nil {
-		s.archiveError(w, r, err)
-		return
+		return loginResponse{}, s.classify(r, err)
 	}
 	s.byUser.Succeed(acct)
 	s.byAddr.Succeed(addr)
-	if err := s.unlock(r.Context(), user, req.Password); err != nil {
-		s.archiveError(w, r, err)
-		return
+	if err := s.unlock(r.Context(), user, password); err != nil {
+		return loginResponse{}, s.classify(r, err)
 	}
 	tok, exp, err := s.tokens.issue(user)
 	if err != nil {
 		s.cfg.Archive.Keys().Release(user)
-		s.archiveError(w, r, err)
-		return
+		return loginResponse{}, s.classify(r, err)
 	}
-	writeJSON(w, http.StatusOK, loginResponse{Token: tok, Expires: exp, JID: user.String()})
+	return loginResponse{Token: tok, Expires: exp, JID: user.String()}, nil
 }
 
 // unlock opens the user's archive keys with the ClientKey of the password,
@@ -307,32 +310,37 @@ type deleteRequest struct {
 // stolen token alone must not be enough. The accounts hooks shred the
 // archive keys.
 func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
 	var req deleteRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
-	acct := "user:" + user.String()
-	addr := "addr:" + clientAddr(r)
-	if s.byUser.Blocked(acct) || s.byAddr.Blocked(addr) {
-		writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed attempts; try again later")
-		return
-	}
-	err := s.cfg.Accounts.VerifyPassword(r.Context(), user, req.Password)
-	if errors.Is(err, accounts.ErrAuthFailed) {
-		s.byUser.Fail(acct)
-		s.byAddr.Fail(addr)
-		writeError(w, http.StatusForbidden, "auth_failed", "wrong password")
-		return
-	}
-	if err != nil {
-		s.archiveError(w, r, err)
-		return
-	}
-	s.tokens.revokeUser(user)
-	if err := s.cfg.Accounts.Delete(r.Context(), user); err != nil {
-		s.archiveError(w, r, err)
+	if f := s.deleteWithPassword(r, userOf(r), req.Password); f != nil {
+		writeFailure(w, f)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteWithPassword is the one account deletion path of the API and the
+// web page. Wrong passwords count towards the login throttle.
+func (s *Server) deleteWithPassword(r *http.Request, user jid.JID, password string) *failure {
+	acct := "user:" + user.String()
+	addr := "addr:" + clientAddr(r)
+	if s.byUser.Blocked(acct) || s.byAddr.Blocked(addr) {
+		return &failure{status: http.StatusTooManyRequests, code: "too_many_attempts", msg: "too many failed attempts; try again later", retryAfter: s.cfg.LoginPenalty}
+	}
+	err := s.cfg.Accounts.VerifyPassword(r.Context(), user, password)
+	if errors.Is(err, accounts.ErrAuthFailed) {
+		s.byUser.Fail(acct)
+		s.byAddr.Fail(addr)
+		return &failure{status: http.StatusForbidden, code: "auth_failed", msg: "wrong password"}
+	}
+	if err != nil {
+		return s.classify(r, err)
+	}
+	s.tokens.revokeUser(user)
+	if err := s.cfg.Accounts.Delete(r.Context(), user); err != nil {
+		return s.classify(r, err)
+	}
+	return nil
 }

@@ -116,6 +116,7 @@ func newEnv(t *testing.T, dir string, cfg Config) *env {
 		t.Fatal(err)
 	}
 	cfg.Accounts, cfg.Archive, cfg.Clock = e.acc, e.arch, e.clock
+	cfg.UserData.Store = e.store
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore"
+	"verlauf.im/verlauf/userdata"
 )
 
 // Defaults of Config.
@@ -51,6 +53,11 @@ type Config struct {
 	// PollInterval is how often a waiting sync re-reads without a
 	// notification (DefaultPollInterval).
 	PollInterval time.Duration
+	// UserData are the services and limits the compliance export works
+	// on (GET /api/v1/export, the web page's download). Its Archive and
+	// Accounts default to the fields above. Without UserData.Store the
+	// export answers 503 export_unavailable.
+	UserData userdata.Deps
 }
 
 // Server is the sync API. It is safe for concurrent use.
@@ -62,6 +69,7 @@ type Server struct {
 	byAddr   *accounts.Throttle
 	notifier notifier
 	mux      *http.ServeMux
+	web      *web
 	// routes are the method and pattern of every route, for the OpenAPI
 	// check.
 	routes []string
@@ -98,6 +106,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.UserData.Archive == nil {
+		cfg.UserData.Archive = cfg.Archive
+	}
+	if cfg.UserData.Accounts == nil {
+		cfg.UserData.Accounts = cfg.Accounts
+	}
+	if cfg.UserData.Clock == nil {
+		cfg.UserData.Clock = cfg.Clock
+	}
+	if cfg.UserData.Store == nil {
+		cfg.Log.Warn("syncapi: no event store for the export; GET /api/v1/export answers 503")
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -115,6 +135,10 @@ func New(cfg Config) (*Server, error) {
 	s.route("PUT /api/v1/prefs", s.authed(s.putPrefs))
 	s.route("POST /api/v1/forget", s.authed(s.forget))
 	s.route("DELETE /api/v1/account", s.authed(s.deleteAccount))
+	s.route("GET /api/v1/export", s.authed(s.export))
+	if err := s.registerWeb(); err != nil {
+		return nil, err
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
@@ -220,19 +244,40 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// failure is an error answer: the API writes it as JSON (writeFailure),
+// the web page as HTML.
+type failure struct {
+	status     int
+	code, msg  string
+	retryAfter time.Duration
+}
+
+func writeFailure(w http.ResponseWriter, f *failure) {
+	if f.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter.Seconds())))
+	}
+	writeError(w, f.status, f.code, f.msg)
+}
+
 // archiveError answers an error of the archive or accounts services.
 func (s *Server) archiveError(w http.ResponseWriter, r *http.Request, err error) {
+	writeFailure(w, s.classify(r, err))
+}
+
+// classify maps an error of the archive or accounts services to an
+// answer, logging the unexpected ones.
+func (s *Server) classify(r *http.Request, err error) *failure {
 	switch {
 	case errors.Is(err, archive.ErrInvalid), errors.Is(err, domain.ErrInvalidPrefs), errors.Is(err, domain.ErrInvalidJID):
-		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return &failure{status: http.StatusBadRequest, code: "invalid_argument", msg: err.Error()}
 	case errors.Is(err, archive.ErrItemNotFound):
-		writeError(w, http.StatusNotFound, "item_not_found", "no such archive id")
+		return &failure{status: http.StatusNotFound, code: "item_not_found", msg: "no such archive id"}
 	case errors.Is(err, archive.ErrLocked), errors.Is(err, archive.ErrNoKeys):
-		writeError(w, http.StatusUnauthorized, "session_locked", "the archive keys are not unlocked; log in again")
+		return &failure{status: http.StatusUnauthorized, code: "session_locked", msg: "the archive keys are not unlocked; log in again"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
+		return &failure{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the request was cancelled"}
 	default:
 		s.log.WithError(err).WithField("path", r.URL.Path).Error("syncapi: internal error")
-		writeError(w, http.StatusInternalServerError, "internal", "internal error")
+		return &failure{status: http.StatusInternalServerError, code: "internal", msg: "internal error"}
 	}
 }
