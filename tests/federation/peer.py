@@ -4,8 +4,10 @@ federation tests: commands arrive as JSON lines on stdin, everything the
 client observes leaves as JSON lines on stdout.
 
 Commands: {"cmd": "subscribe", "to": J}, {"cmd": "message", "to": J,
-"body": B}, {"cmd": "ping", "to": J, "id": I}, {"cmd": "quit"}.
-Events: session, presence (from, type), message (from, body), pong (id,
+"body": B, "hint": H} (H, optional, an XEP-0334 hint such as "no-store"),
+{"cmd": "ping", "to": J, "id": I}, {"cmd": "quit"}.
+Events: session, presence (from, type), message (from, body), bounce
+(from, condition, body: a message that came back as an error), pong (id,
 ok, error), error.
 
 A subscription request is approved at once and answered with one of our
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+import xml.etree.ElementTree as ET
 
 import slixmpp
 
@@ -37,6 +40,7 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("failed_all_auth", lambda _: (emit(event="error", error="auth"), self.disconnect()))
         self.add_event_handler("message", self.on_message)
+        self.add_event_handler("message_error", self.on_message)
         self.add_event_handler("presence", self.on_presence)
 
     async def on_start(self, _):
@@ -48,6 +52,8 @@ class Peer(slixmpp.ClientXMPP):
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal") and msg["body"]:
             emit(event="message", frm=str(msg["from"]), body=msg["body"])
+        elif msg["type"] == "error":
+            emit(event="bounce", frm=str(msg["from"]), condition=msg["error"]["condition"], body=msg["body"])
 
     def on_presence(self, p):
         t = p["type"]
@@ -70,7 +76,10 @@ class Peer(slixmpp.ClientXMPP):
             if c["cmd"] == "subscribe":
                 self.send_presence(pto=c["to"], ptype="subscribe")
             elif c["cmd"] == "message":
-                self.send_message(mto=c["to"], mbody=c["body"], mtype="chat")
+                m = self.make_message(mto=c["to"], mbody=c["body"], mtype="chat")
+                if c.get("hint"):
+                    m.xml.append(ET.Element("{urn:xmpp:hints}" + c["hint"]))
+                m.send()
             elif c["cmd"] == "ping":
                 asyncio.ensure_future(self.ping(c["to"], c["id"]))
         self.disconnect()

@@ -3,6 +3,14 @@
 // address and the test's own CA; the peers find verlauf.test through
 // /etc/hosts entries the test adds and removes, and verlauf finds them
 // through static routes, as a private deployment would.
+//
+// TestProsody and TestEjabberd federate with SASL EXTERNAL both ways;
+// TestDialback* give the peer a certificate from a CA verlauf does not
+// trust, so that dialback carries both directions, or, with verified
+// certificates required, the peer is refused; TestHostilePeers plays
+// attackers in raw XML; TestRemoteArchive covers history, OTR and carbons
+// with a remote partner; BenchmarkFederation compares verlauf↔Prosody with
+// Prosody↔Prosody.
 package federation
 
 import (
@@ -36,6 +44,7 @@ const (
 	verlaufIP  = "127.0.0.4"
 	prosodyIP  = "127.0.0.2"
 	ejabberdIP = "127.0.0.3"
+	plainIP    = "127.0.0.6" // a scripted peer without TLS
 )
 
 // pki is a CA made for one test, and the certificates it issued.
@@ -46,7 +55,7 @@ type pki struct {
 	pool   *x509.CertPool
 }
 
-func newPKI(t *testing.T, dir string) *pki {
+func newPKI(t testing.TB, dir string) *pki {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -72,7 +81,7 @@ func (p *pki) caFile() string { return filepath.Join(p.dir, "ca.crt") }
 
 // issue writes <name>.crt and <name>.key for a server certificate (also
 // a client certificate, for SASL EXTERNAL) naming dnsNames.
-func (p *pki) issue(t *testing.T, name string, dnsNames ...string) (certFile, keyFile string) {
+func (p *pki) issue(t testing.TB, name string, dnsNames ...string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -100,7 +109,7 @@ func (p *pki) issue(t *testing.T, name string, dnsNames ...string) (certFile, ke
 	return certFile, keyFile
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
@@ -112,14 +121,14 @@ var hostsMu sync.Mutex
 
 // addHosts adds name → loopback address lines to /etc/hosts, marked so
 // that they, and only they, are removed when the test ends.
-func addHosts(t *testing.T, entries map[string]string) {
+func addHosts(t testing.TB, entries map[string]string) {
 	t.Helper()
 	hostsMu.Lock()
 	defer hostsMu.Unlock()
 	mark := "# verlauf-federation-test " + t.Name()
 	f, err := os.OpenFile("/etc/hosts", os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		t.Skipf("cannot edit /etc/hosts: %v", err)
+		t.Fatalf("cannot edit /etc/hosts (the federation tests run as root): %v", err)
 	}
 	for name, ip := range entries {
 		if !strings.HasPrefix(ip, "127.") {
@@ -160,7 +169,7 @@ type proc struct {
 
 // asUser makes cmd run as the system user name (the Debian packages'
 // own users), when the test runs as root.
-func asUser(t *testing.T, cmd *exec.Cmd, name string) {
+func asUser(t testing.TB, cmd *exec.Cmd, name string) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		return
@@ -175,7 +184,7 @@ func asUser(t *testing.T, cmd *exec.Cmd, name string) {
 	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir)
 }
 
-func startProc(t *testing.T, name, logFile string, cmd *exec.Cmd) *proc {
+func startProc(t testing.TB, name, logFile string, cmd *exec.Cmd) *proc {
 	t.Helper()
 	out, err := os.Create(logFile + ".stdout")
 	if err != nil {
@@ -227,7 +236,7 @@ func tail(s string, n int) string {
 }
 
 // waitListening waits until addr accepts TCP connections.
-func waitListening(t *testing.T, p *proc, addr string, total time.Duration) {
+func waitListening(t testing.TB, p *proc, addr string, total time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(total)
 	for {
@@ -250,7 +259,7 @@ func waitListening(t *testing.T, p *proc, addr string, total time.Duration) {
 
 // need skips nothing: a missing peer server fails the test with what to
 // install, since CI installs them.
-func need(t *testing.T, bins ...string) {
+func need(t testing.TB, bins ...string) {
 	t.Helper()
 	for _, b := range bins {
 		if _, err := exec.LookPath(b); err != nil {
@@ -314,6 +323,13 @@ func startPeerUser(t *testing.T, jid, password, host string, port int, ca string
 	})
 	u.expect("session", func(map[string]any) bool { return true })
 	return u
+}
+
+// in returns u for use in the (sub)test t, so that its failures end t.
+func (u *peerUser) in(t *testing.T) *peerUser {
+	c := *u
+	c.t = t
+	return &c
 }
 
 func (u *peerUser) send(cmd map[string]any) error {

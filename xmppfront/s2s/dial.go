@@ -35,6 +35,7 @@ type peerConn struct {
 	id       string          // the stream id the peer gave its last header
 	features *stream.Element // the features it offered last
 	verified bool            // its certificate is valid for domain
+	method   string          // how we proved our domain: EXTERNAL or dialback
 }
 
 // dial connects to domain's server and negotiates TLS, trying each
@@ -188,13 +189,18 @@ func (pc *peerConn) authenticate() error {
 			return err
 		}
 		if ok {
+			pc.method = "EXTERNAL"
 			return nil
 		}
 	}
 	if pc.features.Child("dialback", NSDialbackFeature) == nil {
 		return fmt.Errorf("%w: neither SASL EXTERNAL nor dialback succeeded with %s", ErrNotAccepted, pc.domain)
 	}
-	return pc.dialback()
+	if err := pc.dialback(); err != nil {
+		return err
+	}
+	pc.method = "dialback"
+	return nil
 }
 
 func offers(mechs *stream.Element, name string) bool {

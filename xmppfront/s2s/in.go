@@ -21,6 +21,13 @@ import (
 // maxSASLFailures ends a stream that keeps failing EXTERNAL.
 const maxSASLFailures = 3
 
+// maxPendingDialback bounds the dialback checks one inbound stream may
+// have in flight. Each makes us connect to the claimed domain's server:
+// without a bound, one TLS connection from anyone could have us open
+// connections to as many hosts as it names. A real server claims one
+// domain at a time, or a handful when it multiplexes.
+const maxPendingDialback = 8
+
 // inbound is one stream a peer opened to us.
 type inbound struct {
 	s      *Server
@@ -36,9 +43,10 @@ type inbound struct {
 	wclosed bool
 	killed  atomic.Bool
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	pending sync.WaitGroup // dialback checks in flight
+	ctx      context.Context
+	cancel   context.CancelFunc
+	pending  sync.WaitGroup // dialback checks in flight
+	inFlight atomic.Int32   // how many: bounded by maxPendingDialback
 
 	id       string // our stream id, which dialback keys are bound to
 	from     string // the domain the peer's header named
@@ -320,10 +328,17 @@ func (c *inbound) handleDialback(el *stream.Element) bool {
 		c.log.WithField("claimed", from).Info("s2s: dialback refused: certificate not valid and dialback not allowed")
 		return c.writeRaw(dbElement("result", c.s.cfg.Domain, from, "", "invalid", ""))
 	}
+	if c.inFlight.Load() >= maxPendingDialback {
+		c.log.Warn("s2s: too many dialback checks in flight on one stream")
+		c.fail(stream.PolicyViolation, "too many dialback requests in flight")
+		return false
+	}
 	key, id := el.Text(), c.id
 	c.pending.Add(1)
+	c.inFlight.Add(1)
 	go func() {
 		defer c.pending.Done()
+		defer c.inFlight.Add(-1)
 		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.ConnectTimeout)
 		defer cancel()
 		valid, err := c.s.verifyDialback(ctx, from, key, id)

@@ -88,7 +88,7 @@ func (o *outbound) run() {
 		return
 	}
 	_ = pc.raw.SetDeadline(time.Time{})
-	o.log.WithField("verified", pc.verified).Info("s2s: outbound stream ready")
+	o.log.WithFields(logrus.Fields{"verified": pc.verified, "method": pc.method}).Info("s2s: outbound stream ready")
 	o.serve(pc)
 }
 

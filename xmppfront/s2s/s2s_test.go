@@ -474,3 +474,67 @@ func TestDialbackKey(t *testing.T) {
 		t.Fatal("key accepted for another stream or domain")
 	}
 }
+
+// A peer may not have us connect to any number of servers: past
+// maxPendingDialback checks in flight on one stream, the stream ends with
+// policy-violation; up to it, the stream goes on.
+func TestDialbackChecksBounded(t *testing.T) {
+	ca := newCA(t)
+	a := startNode(t, "a.test", ca.issue(t, certOpts{dns: []string{"a.test"}}), ca.pool, func(c *Config) { c.AllowDialback = true })
+	// The claimed domains' servers accept and never answer, so that the
+	// checks stay in flight.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 2*maxPendingDialback)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		for {
+			select {
+			case c := <-held:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	for i := range maxPendingDialback + 1 {
+		a.cfg.Routes[fmt.Sprintf("d%d.test", i)] = l.Addr().String()
+	}
+	h := hostile(t, "d0.test", ca.issue(t, certOpts{dns: []string{"evil.test"}}), ca.pool, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pc, err := h.dial(ctx, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.close()
+	for i := range maxPendingDialback {
+		if err := pc.writeRaw(dbElement("result", fmt.Sprintf("d%d.test", i), "a.test", "", "", "00")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Still served: a db:verify is answered.
+	if err := pc.writeRaw(dbElement("verify", "d0.test", "a.test", "x", "", "00")); err != nil {
+		t.Fatal(err)
+	}
+	if el, err := pc.r.Next(); err != nil || el.Name.Local != "verify" || el.Attr("type") != "invalid" {
+		t.Fatalf("db:verify with %d checks in flight: %v %v", maxPendingDialback, el, err)
+	}
+	if err := pc.writeRaw(dbElement("result", fmt.Sprintf("d%d.test", maxPendingDialback), "a.test", "", "", "00")); err != nil {
+		t.Fatal(err)
+	}
+	if c := nextStreamError(t, pc); c != stream.PolicyViolation {
+		t.Fatalf("stream error %s, want policy-violation", c)
+	}
+}
