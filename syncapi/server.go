@@ -168,6 +168,9 @@ func (s *Server) Close() { s.tokens.closeAll() }
 // was appended to. It has the shape of eventstore.Handler, for the bus's
 // log topic (as archive.Service.HandleEvent).
 func (s *Server) HandleEvent(_ context.Context, ev eventstore.RecordedEvent) error {
+	if domain.StreamConcern(ev.Stream) != domain.ConcernArchive {
+		return nil
+	}
 	concern, user, err := domain.SplitStream(ev.Stream)
 	if err != nil || concern != domain.ConcernArchive {
 		return nil

@@ -18,9 +18,9 @@ import (
 // between them, so group commit collapses to a few events per fsync:
 // measured with `GOMAXPROCS=1 taskset -c 0` and 1 000 load users, 250
 // delivered messages/s against 1 050–1 400 with 2–8 Ps on the same core
-// (ARCHITECTURE.md, "Throughput"). Extra Ps on one core cost a few context
-// switches; they let the kernel run a session while a thread waits on the
-// disk.
+// (ARCHITECTURE.md, Measurements). Extra Ps on one core cost a few
+// context switches; they let the kernel run a session while a thread
+// waits on the disk.
 const minProcs = 4
 
 // procsFloor returns the GOMAXPROCS to set, or 0 to leave the runtime's
