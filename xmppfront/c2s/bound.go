@@ -56,41 +56,30 @@ func (c *session) handleBindStage(el *stream.Element) bool {
 	c.makeQueues()
 	c.srv.cfg.Router.Bind(c)
 	ok := c.write(reply)
-	go c.writer()
-	go c.worker()
+	c.out.release()
+	c.work.release()
 	return ok
 }
 
+// makeQueues creates the session's queues, held until the bind is
+// answered.
 func (c *session) makeQueues() {
-	c.out = make(chan *stream.Element, c.srv.cfg.SendQueue)
-	c.work = make(chan func(context.Context), c.srv.cfg.WorkQueue)
-	c.writerDone = make(chan struct{})
-	c.workerDone = make(chan struct{})
+	c.out = newLane(c.srv.cfg.SendQueue, c.writeOut)
+	c.work = newLane(c.srv.cfg.WorkQueue, func(f func(context.Context)) { f(c.ctx) })
 	c.bound.Store(true)
 }
 
-// writer drains the send queue onto the connection.
-func (c *session) writer() {
-	defer close(c.writerDone)
-	for el := range c.out {
-		if c.killed.Load() {
-			continue // drain; nothing more goes out
+// writeOut writes one queued stanza to the client.
+func (c *session) writeOut(el *stream.Element) {
+	if c.killed.Load() {
+		return // drain; nothing more goes out
+	}
+	_ = c.writeLocked(func(w *stream.Writer) error {
+		if c.wclosed {
+			return nil
 		}
-		_ = c.writeLocked(func(w *stream.Writer) error {
-			if c.wclosed {
-				return nil
-			}
-			return w.WriteElement(el)
-		})
-	}
-}
-
-// worker runs the session's server-side work in order.
-func (c *session) worker() {
-	defer close(c.workerDone)
-	for f := range c.work {
-		f(c.ctx)
-	}
+		return w.WriteElement(el)
+	})
 }
 
 // Send implements router.Session. A full queue means the client does not
@@ -101,14 +90,12 @@ func (c *session) Send(st *stream.Element) bool {
 	if c.qclosed || c.killed.Load() {
 		return false
 	}
-	select {
-	case c.out <- st:
+	if c.out.push(st) {
 		return true
-	default:
-		c.log.Warn("c2s: send queue full, disconnecting a client that does not read")
-		c.cutOff()
-		return false
 	}
+	c.log.Warn("c2s: send queue full, disconnecting a client that does not read")
+	c.cutOff()
+	return false
 }
 
 var _ router.QueueWaiter = (*session)(nil)
@@ -127,7 +114,8 @@ func (c *session) SendWait(ctx context.Context, st *stream.Element) bool {
 	t := time.NewTimer(c.srv.cfg.WriteTimeout)
 	defer t.Stop()
 	select {
-	case c.out <- st:
+	case c.out.q <- st:
+		c.out.kick()
 		return true
 	case <-ctx.Done():
 		return false
@@ -147,12 +135,7 @@ func (c *session) Do(f func(context.Context)) bool {
 	if c.qclosed || c.killed.Load() {
 		return false
 	}
-	select {
-	case c.work <- f:
-		return true
-	default:
-		return false
-	}
+	return c.work.push(f)
 }
 
 // Replace implements router.Session.

@@ -101,12 +101,10 @@ type session struct {
 
 	// Queues of a bound session; qmu guards qclosed against Send/Do
 	// racing with the close.
-	qmu        sync.RWMutex
-	qclosed    bool
-	out        chan *stream.Element
-	work       chan func(context.Context)
-	writerDone chan struct{}
-	workerDone chan struct{}
+	qmu     sync.RWMutex
+	qclosed bool
+	out     *lane[*stream.Element]       // to the client, in order
+	work    *lane[func(context.Context)] // server-side work, in order
 }
 
 func newSession(ctx context.Context, srv *Server, conn net.Conn, addr string, direct bool) *session {
@@ -430,11 +428,11 @@ func (c *session) finish(graceful bool) {
 	if c.bound.Load() {
 		c.qmu.Lock()
 		c.qclosed = true
-		close(c.work)
-		close(c.out)
 		c.qmu.Unlock()
-		<-c.workerDone
-		<-c.writerDone
+		// What is queued still runs (a graceful end lets it); the
+		// worker's sends are refused from here on.
+		c.work.wait()
+		c.out.wait()
 		// Unavailable presence goes out on behalf of the session even
 		// when it died; give it a context of its own.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
