@@ -21,56 +21,12 @@ import (
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
-const (
-	nsMAM     = "urn:xmpp:mam:2"
-	nsCarbons = "urn:xmpp:carbons:2"
-	nsForward = "urn:xmpp:forward:0"
-	nsSID     = "urn:xmpp:sid:0"
-	nsDelay   = "urn:xmpp:delay"
-)
-
-func historyOn(t *testing.T, c *xmppclient.Client) {
-	t.Helper()
-	c.Send(t, "<iq type='set' id='prefs'><prefs xmlns='"+nsMAM+"' default='always'><always/><never/></prefs></iq>")
-	if r := c.ExpectID(t, "prefs"); r.Attr("type") != "result" {
-		t.Fatalf("prefs: %s", r)
-	}
-}
-
 func isMessage(id string) func(*stream.Element) bool {
 	return func(e *stream.Element) bool { return e.Name.Local == "message" && e.Attr("id") == id }
 }
 
-// mamPage queries the archive and returns the bodies of the results in
-// order and the <fin/>.
-func mamPage(t *testing.T, c *xmppclient.Client, qid, form, rsm string) ([]string, *stream.Element) {
-	t.Helper()
-	c.Send(t, "<iq type='set' id='"+qid+"'><query xmlns='"+nsMAM+"' queryid='"+qid+"'>"+form+rsm+"</query></iq>")
-	var bodies []string
-	for {
-		el := c.Expect(t, "MAM result or fin", func(e *stream.Element) bool {
-			if e.Attr("id") == qid {
-				return true
-			}
-			r := e.Child("result", nsMAM)
-			return e.Name.Local == "message" && r != nil && r.Attr("queryid") == qid
-		})
-		if el.Name.Local == "iq" {
-			if el.Attr("type") != "result" {
-				t.Fatalf("MAM query %s: %s", qid, el)
-			}
-			return bodies, el.Child("fin", nsMAM)
-		}
-		fwd := el.Child("result", nsMAM).Child("forwarded", nsForward)
-		if fwd.Child("delay", nsDelay) == nil {
-			t.Fatalf("MAM result without delay: %s", el)
-		}
-		bodies = append(bodies, fwd.Child("message", "jabber:client").Child("body", "jabber:client").Text())
-	}
-}
-
 func withForm(jid string) string {
-	return "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>" + nsMAM +
+	return "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>" + xmppclient.NSMAM +
 		"</value></field><field var='with'><value>" + jid + "</value></field></x>"
 }
 
@@ -80,7 +36,7 @@ func TestHistorySyncsAcrossDevices(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	alice, bob, carol := addUser(t, s, "alice"), addUser(t, s, "bob"), addUser(t, s, "carol")
 	phone := login(t, s, alice, "", sasl.ScramSha256)
-	historyOn(t, phone)
+	phone.HistoryOn(t)
 	b := login(t, s, bob, "", sasl.ScramSha256)
 	c := login(t, s, carol, "", sasl.ScramSha256)
 	for _, cl := range []*xmppclient.Client{phone, b, c} {
@@ -93,13 +49,13 @@ func TestHistorySyncsAcrossDevices(t *testing.T) {
 		if i%2 == 0 {
 			phone.Send(t, fmt.Sprintf("<message to='%s' type='chat' id='b%d'><body>%s</body></message>", bob, i, body))
 			got := b.Expect(t, "message", isMessage(fmt.Sprintf("b%d", i)))
-			if got.Child("stanza-id", nsSID) != nil {
+			if got.Child("stanza-id", xmppclient.NSSID) != nil {
 				t.Fatalf("bob keeps no history, yet his copy has a stanza-id: %s", got)
 			}
 		} else {
 			b.Send(t, fmt.Sprintf("<message to='%s' type='chat' id='b%d'><body>%s</body></message>", alice, i, body))
 			got := phone.Expect(t, "message", isMessage(fmt.Sprintf("b%d", i)))
-			if sid := got.Child("stanza-id", nsSID); sid == nil || sid.Attr("by") != alice || sid.Attr("id") == "" {
+			if sid := got.Child("stanza-id", xmppclient.NSSID); sid == nil || sid.Attr("by") != alice || sid.Attr("id") == "" {
 				t.Fatalf("alice's copy lacks her stanza-id: %s", got)
 			}
 		}
@@ -112,7 +68,7 @@ func TestHistorySyncsAcrossDevices(t *testing.T) {
 
 	// The PC arrives later and pages through everything.
 	pc := login(t, s, alice, "", sasl.ScramSha256)
-	all, fin := mamPage(t, pc, "all", "", "")
+	all, fin := pc.MAMQuery(t, "all", "", "")
 	if len(all) != 8 || fin.Attr("complete") != "true" {
 		t.Fatalf("whole history: %q (fin %s)", all, fin)
 	}
@@ -122,39 +78,39 @@ func TestHistorySyncsAcrossDevices(t *testing.T) {
 		}
 	}
 	// Forwards in pages of three.
-	page1, fin1 := mamPage(t, pc, "f1", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max></set>")
+	page1, fin1 := pc.MAMQuery(t, "f1", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max></set>")
 	last := fin1.Child("set", "http://jabber.org/protocol/rsm").Child("last", "").Text()
-	page2, _ := mamPage(t, pc, "f2", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max><after>"+last+"</after></set>")
+	page2, _ := pc.MAMQuery(t, "f2", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max><after>"+last+"</after></set>")
 	if strings.Join(page1, "|") != strings.Join(all[:3], "|") || strings.Join(page2, "|") != strings.Join(all[3:6], "|") {
 		t.Fatalf("forward pages %q %q, want %q", page1, page2, all[:6])
 	}
 	// Backwards from the end.
-	back, _ := mamPage(t, pc, "b1", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>")
+	back, _ := pc.MAMQuery(t, "b1", "", "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>")
 	if strings.Join(back, "|") != "carol line 0|carol line 1" {
 		t.Fatalf("last page %q", back)
 	}
 	// Only the conversation with bob.
-	withBob, _ := mamPage(t, pc, "w", withForm(bob), "")
+	withBob, _ := pc.MAMQuery(t, "w", withForm(bob), "")
 	if strings.Join(withBob, "|") != strings.Join(want, "|") {
 		t.Fatalf("with bob: %q, want %q", withBob, want)
 	}
 
 	// Carbons: the PC sees what the phone sends and receives, live.
-	pc.Send(t, "<iq type='set' id='cb'><enable xmlns='"+nsCarbons+"'/></iq>")
+	pc.Send(t, "<iq type='set' id='cb'><enable xmlns='"+xmppclient.NSCarbons+"'/></iq>")
 	pc.ExpectID(t, "cb")
 	pc.Send(t, "<presence/>")
 	phone.Send(t, "<message to='"+bob+"' type='chat' id='live1'><body>sent from the phone</body></message>")
-	sent := pc.Expect(t, "sent carbon", func(e *stream.Element) bool { return e.Child("sent", nsCarbons) != nil })
-	if fwd := sent.Child("sent", nsCarbons).Child("forwarded", nsForward).Child("message", "jabber:client"); fwd.Child("body", "jabber:client").Text() != "sent from the phone" {
+	sent := pc.Expect(t, "sent carbon", func(e *stream.Element) bool { return e.Child("sent", xmppclient.NSCarbons) != nil })
+	if fwd := sent.Child("sent", xmppclient.NSCarbons).Child("forwarded", xmppclient.NSForward).Child("message", "jabber:client"); fwd.Child("body", "jabber:client").Text() != "sent from the phone" {
 		t.Fatalf("sent carbon: %s", sent)
 	}
 	b.Send(t, "<message to='"+phone.JID.String()+"' type='chat' id='live2'><body>to the phone</body></message>")
-	pc.Expect(t, "received carbon", func(e *stream.Element) bool { return e.Child("received", nsCarbons) != nil })
+	pc.Expect(t, "received carbon", func(e *stream.Element) bool { return e.Child("received", xmppclient.NSCarbons) != nil })
 	// <private/> keeps a message out of carbons.
-	phone.Send(t, "<message to='"+bob+"' type='chat' id='priv'><body>private one</body><private xmlns='"+nsCarbons+"'/></message>")
+	phone.Send(t, "<message to='"+bob+"' type='chat' id='priv'><body>private one</body><private xmlns='"+xmppclient.NSCarbons+"'/></message>")
 	b.Expect(t, "private message", isMessage("priv"))
 	phone.Send(t, "<message to='"+bob+"' type='chat' id='after'><body>after private</body></message>")
-	next := pc.Expect(t, "next carbon", func(e *stream.Element) bool { return e.Child("sent", nsCarbons) != nil })
+	next := pc.Expect(t, "next carbon", func(e *stream.Element) bool { return e.Child("sent", xmppclient.NSCarbons) != nil })
 	if strings.Contains(next.String(), "private one") {
 		t.Fatalf("a <private/> message was carbon-copied: %s", next)
 	}
@@ -162,7 +118,7 @@ func TestHistorySyncsAcrossDevices(t *testing.T) {
 	// OTR reaches an online recipient and is never archived.
 	b.Send(t, "<message to='"+alice+"' type='chat' id='otr'><body>?OTR:AAMDsecretotrpayload.</body></message>")
 	phone.Expect(t, "OTR message", isMessage("otr"))
-	hist, _ := mamPage(t, pc, "after-otr", withForm(bob), "")
+	hist, _ := pc.MAMQuery(t, "after-otr", withForm(bob), "")
 	for _, h := range hist {
 		if strings.Contains(h, "?OTR") {
 			t.Fatalf("an OTR message is in the archive: %q", hist)
@@ -192,7 +148,7 @@ func TestOfflineDelivery(t *testing.T) {
 	a.Send(t, "<presence/>")
 	for _, id := range []string{"o1", "o2"} {
 		m := a.Expect(t, "offline message", isMessage(id))
-		if d := m.Child("delay", nsDelay); d == nil || d.Attr("stamp") == "" {
+		if d := m.Child("delay", xmppclient.NSDelay); d == nil || d.Attr("stamp") == "" {
 			t.Fatalf("offline message without delay: %s", m)
 		}
 	}
@@ -244,9 +200,9 @@ func TestAtRest(t *testing.T) {
 	carol := addUser(t, s, "carol") // offline throughout
 	words := []string{"zyxwvutsrqponmlk", "quintessentialpapaya", "blorptangerine"}
 	a := login(t, s, alice, "", sasl.ScramSha256)
-	historyOn(t, a)
+	a.HistoryOn(t)
 	b := login(t, s, bob, "", sasl.ScramSha256)
-	historyOn(t, b)
+	b.HistoryOn(t)
 	a.Send(t, "<presence/>")
 	b.Send(t, "<presence/>")
 	a.Send(t, "<message to='"+bob+"' type='chat' id='w0'><body>"+words[0]+"</body></message>")
@@ -325,7 +281,7 @@ func TestAtRest(t *testing.T) {
 	// And the user's login opens it all again.
 	s.Restart()
 	a = login(t, s, alice, "", sasl.ScramSha256)
-	hist, _ := mamPage(t, a, "q", "", "")
+	hist, _ := a.MAMQuery(t, "q", "", "")
 	if strings.Join(hist, "|") != words[0]+"|"+words[1]+"|"+words[2] {
 		t.Fatalf("after login the history reads %q", hist)
 	}
@@ -407,7 +363,7 @@ func TestSlixmppHistoryAndOffline(t *testing.T) {
 	s := testserver.Start(t, testserver.Options{})
 	alice, bob, carol := addUser(t, s, "alice"), addUser(t, s, "bob"), addUser(t, s, "carol")
 	a := login(t, s, alice, "", sasl.ScramSha256)
-	historyOn(t, a)
+	a.HistoryOn(t)
 	b := login(t, s, bob, "", sasl.ScramSha256)
 	a.Send(t, "<presence/>")
 	b.Send(t, "<presence/>")

@@ -2,7 +2,6 @@ package federation
 
 import (
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 
@@ -10,49 +9,18 @@ import (
 	"verlauf.im/verlauf/xmppfront/stream"
 )
 
-const (
-	nsMAM     = "urn:xmpp:mam:2"
-	nsCarbons = "urn:xmpp:carbons:2"
-	nsForward = "urn:xmpp:forward:0"
-	nsSID     = "urn:xmpp:sid:0"
-	nsClient  = "jabber:client"
-)
-
-// historyOn turns on alice's history (XEP-0313 preferences).
-func historyOn(t *testing.T, c *xmppclient.Client) {
+// history returns the bodies of c's whole archive, oldest first.
+func history(t *testing.T, c *xmppclient.Client, qid string) []string {
 	t.Helper()
-	c.Send(t, "<iq type='set' id='prefs'><prefs xmlns='"+nsMAM+"' default='always'><always/><never/></prefs></iq>")
-	if r := c.ExpectID(t, "prefs"); r.Attr("type") != "result" {
-		t.Fatalf("prefs: %s", r)
-	}
-}
-
-// archived returns the bodies of c's whole archive, oldest first.
-func archived(t *testing.T, c *xmppclient.Client, qid string) []string {
-	t.Helper()
-	c.Send(t, "<iq type='set' id='"+qid+"'><query xmlns='"+nsMAM+"' queryid='"+qid+"'/></iq>")
-	var bodies []string
-	for {
-		el := c.Expect(t, "MAM result or fin", func(e *stream.Element) bool {
-			r := e.Child("result", nsMAM)
-			return e.Attr("id") == qid || e.Name.Local == "message" && r != nil && r.Attr("queryid") == qid
-		})
-		if el.Name.Local == "iq" {
-			if el.Attr("type") != "result" {
-				t.Fatalf("MAM query: %s", el)
-			}
-			return bodies
-		}
-		m := el.Child("result", nsMAM).Child("forwarded", nsForward).Child("message", nsClient)
-		bodies = append(bodies, m.Child("body", nsClient).Text())
-	}
+	bodies, _ := c.MAMQuery(t, qid, "", "")
+	return bodies
 }
 
 // stanzaID is the archive id alice's server stamped on a message, "" if
 // none.
 func stanzaID(e *stream.Element, by string) string {
 	for ch := range e.Children() {
-		if ch.Name == (stream.Name{Space: nsSID, Local: "stanza-id"}) && ch.Attr("by") == by {
+		if ch.Name == (stream.Name{Space: xmppclient.NSSID, Local: "stanza-id"}) && ch.Attr("by") == by {
 			return ch.Attr("id")
 		}
 	}
@@ -63,14 +31,14 @@ func stanzaID(e *stream.Element, by string) string {
 // body.
 func carbonOf(kind, body string) func(*stream.Element) bool {
 	return func(e *stream.Element) bool {
-		c := e.Child(kind, nsCarbons)
+		c := e.Child(kind, xmppclient.NSCarbons)
 		// From her own account: her bare JID, or no 'from' at all,
 		// which RFC 6120 §8.1.2.1 reads the same.
 		if f := e.Attr("from"); e.Name.Local != "message" || c == nil || f != "" && f != "alice@verlauf.test" {
 			return false
 		}
-		m := c.Child("forwarded", nsForward).Child("message", nsClient)
-		return m != nil && m.Child("body", nsClient) != nil && m.Child("body", nsClient).Text() == body
+		m := c.Child("forwarded", xmppclient.NSForward).Child("message", xmppclient.NSClient)
+		return m != nil && m.Child("body", xmppclient.NSClient) != nil && m.Child("body", xmppclient.NSClient).Text() == body
 	}
 }
 
@@ -79,21 +47,17 @@ func carbonOf(kind, body string) func(*stream.Element) bool {
 // archive, OTR and no-store messages are delivered but not kept, and her
 // second device gets carbons of the conversation.
 func TestRemoteArchive(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Prosody")
-	}
-	p := newPKI(t, t.TempDir())
-	addHosts(t, map[string]string{"verlauf.test": verlaufIP, "prosody.test": prosodyIP})
+	p := setUp(t, "prosody.test", prosodyIP)
 	pn := startProsody(t, p)
-	s := startVerlauf(t, p, verlaufOptions{routes: map[string]string{"prosody.test": net.JoinHostPort(prosodyIP, "5269")}})
+	s := startVerlauf(t, p, verlaufOptions{routes: map[string]string{"prosody.test": pn.S2S()}})
 	phone := login(t, s, p, "alice")
 	pc := login(t, s, p, "alice")
-	historyOn(t, phone)
-	pc.Send(t, "<iq type='set' id='cc'><enable xmlns='"+nsCarbons+"'/></iq>")
+	phone.HistoryOn(t)
+	pc.Send(t, "<iq type='set' id='cc'><enable xmlns='"+xmppclient.NSCarbons+"'/></iq>")
 	if r := pc.ExpectID(t, "cc"); r.Attr("type") != "result" {
 		t.Fatalf("carbons: %s", r)
 	}
-	bob := pn.user(t, "bob")
+	bob := userOn(t, &pn.Peer, "bob")
 	alicePhone := phone.JID.String()
 
 	// fromBob sends a message from bob to alice's phone, which must get
@@ -138,11 +102,11 @@ func TestRemoteArchive(t *testing.T) {
 	t.Run("MAM", func(t *testing.T) {
 		fromBob(t, "last words", "")
 		want := []string{"hello bob", "hello alice", "last words"}
-		if got := archived(t, phone, "q1"); !slices.Equal(got, want) {
+		if got := history(t, phone, "q1"); !slices.Equal(got, want) {
 			t.Fatalf("alice's archive holds %q, want %q", got, want)
 		}
 		// Her other device reads the same history.
-		if got := archived(t, pc, "q2"); !slices.Equal(got, want) {
+		if got := history(t, pc, "q2"); !slices.Equal(got, want) {
 			t.Fatalf("from the pc, alice's archive holds %q, want %q", got, want)
 		}
 	})

@@ -3,7 +3,6 @@ package federation
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"mellium.im/sasl"
 
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/tests/xmppclient"
 )
 
@@ -36,47 +36,47 @@ const benchPairs = 8
 //	VERLAUF_BIN=$PWD/bin/verlauf go test -run '^$' -bench Federation -benchtime 5s -count 3 ./tests/federation/
 func BenchmarkFederation(b *testing.B) {
 	b.Run("verlauf-prosody", func(b *testing.B) {
-		p := newPKI(b, b.TempDir())
-		addHosts(b, map[string]string{"verlauf.test": verlaufIP, "prosody.test": prosodyIP})
+		p := peers.NewCA(b, b.TempDir())
+		peers.AddHosts(b, map[string]string{"verlauf.test": verlaufIP, "prosody.test": prosodyIP})
 		users := map[string]string{}
 		var local []string
 		for i := range benchPairs {
 			users[fmt.Sprintf("b%d", i)] = fmt.Sprintf("b%d-password", i)
 			local = append(local, fmt.Sprintf("a%d", i))
 		}
-		pn := runProsody(b, p, prosodyOptions{domain: "prosody.test", ip: prosodyIP, users: users, logLevel: "warn"})
-		s := startVerlauf(b, p, verlaufOptions{routes: map[string]string{"prosody.test": net.JoinHostPort(prosodyIP, "5269")}, users: local})
+		pn := runProsody(b, peers.ProsodyOptions{Peer: peers.Peer{Domain: "prosody.test", IP: prosodyIP, CA: p, Users: users}, LogLevel: "warn"})
+		s := startVerlauf(b, p, verlaufOptions{routes: map[string]string{"prosody.test": pn.S2S()}, users: local})
 		var as, bs []*xmppclient.Client
 		for i := range benchPairs {
 			as = append(as, benchLogin(b, s.C2S, fmt.Sprintf("a%d@verlauf.test", i), fmt.Sprintf("a%d-password", i), "verlauf.test", p, sasl.ScramSha256))
-			bs = append(bs, benchLogin(b, net.JoinHostPort(pn.ip, "5222"), fmt.Sprintf("b%d@prosody.test", i), users[fmt.Sprintf("b%d", i)], "prosody.test", p, sasl.Plain))
+			bs = append(bs, benchLogin(b, pn.C2S(), fmt.Sprintf("b%d@prosody.test", i), users[fmt.Sprintf("b%d", i)], "prosody.test", p, sasl.Plain))
 		}
 		runWindows(b, as, bs)
 	})
 	b.Run("prosody-prosody", func(b *testing.B) {
-		p := newPKI(b, b.TempDir())
-		addHosts(b, map[string]string{"prosody.test": prosodyIP, "prosody2.test": prosody2IP})
+		p := peers.NewCA(b, b.TempDir())
+		peers.AddHosts(b, map[string]string{"prosody.test": prosodyIP, "prosody2.test": prosody2IP})
 		users := map[string]string{}
 		for i := range benchPairs {
 			users[fmt.Sprintf("u%d", i)] = fmt.Sprintf("u%d-password", i)
 		}
-		p1 := runProsody(b, p, prosodyOptions{domain: "prosody.test", ip: prosodyIP, users: users, logLevel: "warn"})
-		p2 := runProsody(b, p, prosodyOptions{domain: "prosody2.test", ip: prosody2IP, users: users, logLevel: "warn"})
+		p1 := runProsody(b, peers.ProsodyOptions{Peer: peers.Peer{Domain: "prosody.test", IP: prosodyIP, CA: p, Users: users}, LogLevel: "warn"})
+		p2 := runProsody(b, peers.ProsodyOptions{Peer: peers.Peer{Domain: "prosody2.test", IP: prosody2IP, CA: p, Users: users}, LogLevel: "warn"})
 		var as, bs []*xmppclient.Client
 		for i := range benchPairs {
 			u := fmt.Sprintf("u%d", i)
-			as = append(as, benchLogin(b, net.JoinHostPort(p1.ip, "5222"), u+"@prosody.test", users[u], "prosody.test", p, sasl.Plain))
-			bs = append(bs, benchLogin(b, net.JoinHostPort(p2.ip, "5222"), u+"@prosody2.test", users[u], "prosody2.test", p, sasl.Plain))
+			as = append(as, benchLogin(b, p1.C2S(), u+"@prosody.test", users[u], "prosody.test", p, sasl.Plain))
+			bs = append(bs, benchLogin(b, p2.C2S(), u+"@prosody2.test", users[u], "prosody2.test", p, sasl.Plain))
 		}
 		runWindows(b, as, bs)
 	})
 }
 
-func benchLogin(b *testing.B, addr, user, password, domain string, p *pki, mech sasl.Mechanism) *xmppclient.Client {
+func benchLogin(b *testing.B, addr, user, password, domain string, p *peers.CA, mech sasl.Mechanism) *xmppclient.Client {
 	b.Helper()
 	c := xmppclient.MustDial(b, xmppclient.Options{
 		Addr: addr, User: user, Password: password, Mech: mech,
-		TLS: &tls.Config{ServerName: domain, RootCAs: p.pool, MinVersion: tls.VersionTLS12},
+		TLS: &tls.Config{ServerName: domain, RootCAs: p.Pool, MinVersion: tls.VersionTLS12},
 	})
 	c.Send(b, `<presence/>`)
 	return c

@@ -3,28 +3,15 @@ package federation
 import (
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/tests/testserver"
 	"verlauf.im/verlauf/tests/xmppclient"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
-
-// otherCA is a second CA that verlauf does not trust: a peer with a
-// certificate from it can only be authenticated by dialback.
-func otherCA(t testing.TB, p *pki) *pki {
-	t.Helper()
-	dir := filepath.Join(p.dir, "other-ca")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return newPKI(t, dir)
-}
 
 // logLines returns the records of verlauf's JSON log whose msg is msg
 // and whose fields include want.
@@ -101,15 +88,11 @@ func localChat(t *testing.T, alice, carol *xmppclient.Client, notFrom string) {
 // required, the same Prosody is refused both ways while verlauf's own
 // users chat on.
 func TestDialbackProsody(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Prosody")
-	}
-	p := newPKI(t, t.TempDir())
-	other := otherCA(t, p)
-	addHosts(t, map[string]string{"verlauf.test": verlaufIP, "prosody.test": prosodyIP})
-	pn := runProsody(t, p, prosodyOptions{domain: "prosody.test", ip: prosodyIP, cert: other, trust: other.caFile(), insecure: true})
-	bob := pn.user(t, "bob")
-	routes := map[string]string{"prosody.test": net.JoinHostPort(prosodyIP, "5269")}
+	p := setUp(t, "prosody.test", prosodyIP)
+	other := untrustedCA(t, p)
+	pn := runProsody(t, peers.ProsodyOptions{Peer: peers.Peer{Domain: "prosody.test", IP: prosodyIP, CA: other, Dialback: true}})
+	bob := userOn(t, &pn.Peer, "bob")
+	routes := map[string]string{"prosody.test": pn.S2S()}
 
 	t.Run("allowed", func(t *testing.T) {
 		// Stopped when the subtest ends, for the next one's verlauf.
@@ -151,16 +134,12 @@ func TestDialbackProsody(t *testing.T) {
 // The same against ejabberd, whose certificate verlauf cannot verify and
 // which cannot verify verlauf's: dialback both ways.
 func TestDialbackEjabberd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts ejabberd")
-	}
-	p := newPKI(t, t.TempDir())
-	other := otherCA(t, p)
-	addHosts(t, map[string]string{"verlauf.test": verlaufIP, "ejabberd.test": ejabberdIP})
-	en := runEjabberd(t, p, ejabberdOptions{cert: other, trust: other.caFile(), dialback: true})
-	s := startVerlauf(t, p, verlaufOptions{routes: map[string]string{"ejabberd.test": net.JoinHostPort(ejabberdIP, "5269")}})
+	p := setUp(t, "ejabberd.test", ejabberdIP)
+	other := untrustedCA(t, p)
+	en := runEjabberd(t, peers.Peer{CA: other, Dialback: true})
+	s := startVerlauf(t, p, verlaufOptions{routes: map[string]string{"ejabberd.test": en.S2S()}})
 	alice := login(t, s, p, "alice")
-	bob := startPeerUser(t, "bob@ejabberd.test", "bob-password", ejabberdIP, 5222, en.caFile)
+	bob := userOn(t, &en.Peer, "bob")
 	exchange(t, alice, bob, "ejabberd.test")
 	expectMethod(t, s, "ejabberd.test", "dialback")
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/tests/testserver"
 	"verlauf.im/verlauf/xmppfront/stream"
 )
@@ -173,9 +174,9 @@ func forged(from, text string) *stream.Element {
 }
 
 // issueCert is a certificate for name from p, loaded.
-func issueCert(t *testing.T, p *pki, name string) tls.Certificate {
+func issueCert(t *testing.T, p *peers.CA, name string) tls.Certificate {
 	t.Helper()
-	c, err := tls.LoadX509KeyPair(p.issue(t, name, name))
+	c, err := tls.LoadX509KeyPair(p.Issue(t, name, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +188,7 @@ func issueCert(t *testing.T, p *pki, name string) tls.Certificate {
 // none of them gets a stanza through, and the local users, and the
 // honest federation with Prosody, notice nothing.
 func TestHostilePeers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Prosody")
-	}
-	p := newPKI(t, t.TempDir())
-	addHosts(t, map[string]string{"verlauf.test": verlaufIP, "prosody.test": prosodyIP})
+	p := setUp(t, "prosody.test", prosodyIP)
 	pn := startProsody(t, p)
 	plain := plaintextPeer(t)
 	s := startVerlauf(t, p, verlaufOptions{routes: map[string]string{
@@ -201,7 +198,7 @@ func TestHostilePeers(t *testing.T) {
 	}})
 	alice := login(t, s, p, "alice")
 	carol := login(t, s, p, "carol")
-	bob := pn.user(t, "bob")
+	bob := userOn(t, &pn.Peer, "bob")
 	// The honest federation is up before the attacks.
 	bob.do(map[string]any{"cmd": "message", "to": "alice@verlauf.test", "body": "before"})
 	alice.Expect(t, "bob's first message", isBody("before"))
@@ -286,7 +283,7 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatalf("forged dialback answered with %s", res)
 		}
 		// Prosody was the one asked, about this very stream.
-		b, err := os.ReadFile(filepath.Join(pn.dir, "prosody.log"))
+		b, err := os.ReadFile(filepath.Join(pn.Dir, "prosody.log"))
 		if err != nil {
 			t.Fatal(err)
 		}

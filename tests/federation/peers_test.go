@@ -15,28 +15,17 @@ package federation
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"verlauf.im/verlauf/tests/peers"
 )
 
 // The loopback address of each server.
@@ -47,225 +36,23 @@ const (
 	plainIP    = "127.0.0.6" // a scripted peer without TLS
 )
 
-// pki is a CA made for one test, and the certificates it issued.
-type pki struct {
-	dir    string
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	pool   *x509.CertPool
-}
-
-func newPKI(t testing.TB, dir string) *pki {
+// setUp makes the test's CA and names verlauf.test and the peer server
+// in /etc/hosts; in -short mode it skips the test, which starts real
+// servers.
+func setUp(t *testing.T, peerDomain, peerIP string) *peers.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	if testing.Short() {
+		t.Skip("starts the server of " + peerDomain)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "verlauf federation test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &pki{dir: dir, caCert: cert, caKey: key, pool: x509.NewCertPool()}
-	p.pool.AddCert(cert)
-	writePEM(t, p.caFile(), "CERTIFICATE", der)
-	return p
+	peers.AddHosts(t, map[string]string{"verlauf.test": verlaufIP, peerDomain: peerIP})
+	return peers.NewCA(t, t.TempDir())
 }
 
-func (p *pki) caFile() string { return filepath.Join(p.dir, "ca.crt") }
-
-// issue writes <name>.crt and <name>.key for a server certificate (also
-// a client certificate, for SASL EXTERNAL) naming dnsNames.
-func (p *pki) issue(t testing.TB, name string, dnsNames ...string) (certFile, keyFile string) {
+// untrustedCA is a second CA that verlauf does not trust: a peer with a
+// certificate from it can only be authenticated by dialback.
+func untrustedCA(t testing.TB, p *peers.CA) *peers.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: dnsNames[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    dnsNames,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", kder)
-	return certFile, keyFile
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// hostsMu serialises edits of /etc/hosts within this test binary.
-var hostsMu sync.Mutex
-
-// addHosts adds name → loopback address lines to /etc/hosts, marked so
-// that they, and only they, are removed when the test ends.
-func addHosts(t testing.TB, entries map[string]string) {
-	t.Helper()
-	hostsMu.Lock()
-	defer hostsMu.Unlock()
-	mark := "# verlauf-federation-test " + t.Name()
-	f, err := os.OpenFile("/etc/hosts", os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatalf("cannot edit /etc/hosts (the federation tests run as root): %v", err)
-	}
-	for name, ip := range entries {
-		if !strings.HasPrefix(ip, "127.") {
-			t.Fatalf("%s: only loopback addresses", ip)
-		}
-		fmt.Fprintf(f, "%s %s %s\n", ip, name, mark)
-	}
-	f.Close()
-	t.Cleanup(func() {
-		hostsMu.Lock()
-		defer hostsMu.Unlock()
-		b, err := os.ReadFile("/etc/hosts")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		var keep []string
-		for _, l := range strings.SplitAfter(string(b), "\n") {
-			if !strings.Contains(l, mark) {
-				keep = append(keep, l)
-			}
-		}
-		// Rewritten in place: /etc/hosts may be a bind mount that a
-		// rename would not replace.
-		if err := os.WriteFile("/etc/hosts", []byte(strings.Join(keep, "")), 0o644); err != nil {
-			t.Error(err)
-		}
-	})
-}
-
-// proc is a peer server process, stopped by its PID when the test ends.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-// asUser makes cmd run as the system user name (the Debian packages'
-// own users), when the test runs as root.
-func asUser(t testing.TB, cmd *exec.Cmd, name string) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		return
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("user %s: %v", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir)
-}
-
-func startProc(t testing.TB, name, logFile string, cmd *exec.Cmd) *proc {
-	t.Helper()
-	out, err := os.Create(logFile + ".stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setsid = true // a session of its own: su (in ejabberdctl) refuses a foreign process group
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logFile}
-	go func() {
-		if err := cmd.Wait(); err != nil {
-			fmt.Fprintf(out, "%s: %v\n", name, err)
-		}
-		out.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		// The process group: ejabberd's shell script starts the Erlang
-		// VM and its helpers as children.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			for _, f := range []string{logFile, logFile + ".stdout"} {
-				if b, err := os.ReadFile(f); err == nil {
-					t.Logf("%s %s:\n%s", name, filepath.Base(f), tail(string(b), 80))
-				}
-			}
-		}
-	})
-	return p
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitListening waits until addr accepts TCP connections.
-func waitListening(t testing.TB, p *proc, addr string, total time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before listening on %s", p.name, addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s: %v", p.name, addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// need skips nothing: a missing peer server fails the test with what to
-// install, since CI installs them.
-func need(t testing.TB, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is missing: apt-get install -y prosody ejabberd (scripts/deps.sh)", b)
-		}
-	}
+	return p.Another(t, "other-ca")
 }
 
 // peerUser is a slixmpp client logged into a peer server (peer.py).
@@ -318,7 +105,7 @@ func startPeerUser(t *testing.T, jid, password, host string, port int, ca string
 			<-done
 		}
 		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("peer.py %s stderr:\n%s", jid, tail(stderr.String(), 30))
+			t.Logf("peer.py %s stderr:\n%s", jid, peers.Tail(stderr.String(), 30))
 		}
 	})
 	u.expect("session", func(map[string]any) bool { return true })

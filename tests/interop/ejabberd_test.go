@@ -4,92 +4,29 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/userdata"
 )
 
 const ejabberdHost = "ejabberd.test"
 
 // startEjabberd runs a throwaway ejabberd for ejabberd.test on ip:5222
-// with its own configuration, spool and Erlang node, storing passwords as
-// SCRAM verifiers, and returns a function that runs ejabberdctl against
-// it.
-func startEjabberd(t *testing.T, dir, ip string) func(args ...string) string {
+// with its configuration, spool and whatever dir holds in dir, its own
+// Erlang node, and passwords stored as SCRAM verifiers.
+func startEjabberd(t *testing.T, dir, ip string) *peers.Ejabberd {
 	t.Helper()
-	need(t, "ejabberdctl")
-	for _, d := range []string{"db", "logs", "home", "export"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := filepath.Join(dir, "ejabberd.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `# Throwaway ejabberd for verlauf's interop tests.
-hosts:
-  - %[1]s
-loglevel: info
-listen:
-  -
-    port: 5222
-    ip: %[2]q
-    module: ejabberd_c2s
-auth_method: internal
-auth_password_format: scram
-acl:
-  local:
-    user_regexp: ""
-access_rules:
-  local:
-    allow: local
-  c2s:
-    allow: all
-modules:
-  mod_roster: {}
-  mod_vcard: {}
-  mod_admin_extra: {}
-`, ejabberdHost, ip), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctl := filepath.Join(dir, "ejabberdctl.cfg")
-	if err := os.WriteFile(ctl, []byte("ERLANG_NODE=verlaufinterop@localhost\nERL_DIST_PORT=25398\nINET_DIST_INTERFACE=127.0.0.1\nEJABBERD_BYPASS_WARNINGS=true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	chown(t, dir, "ejabberd")
-	args := []string{"--config", cfg, "--ctl-config", ctl, "--spool", filepath.Join(dir, "db"), "--logs", filepath.Join(dir, "logs")}
-	ctlCmd := func(extra ...string) *exec.Cmd {
-		c := exec.Command("ejabberdctl", append(append([]string{}, args...), extra...)...)
-		c.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "home"))
-		return c
-	}
-	p := startProc(t, "ejabberd", filepath.Join(dir, "logs", "ejabberd.log"), ctlCmd("foreground"))
-	// The Erlang VM runs under su, outside the process group that the
-	// generic cleanup signals: stop it the way its tools do. Registered
-	// after startProc, so it runs first.
-	t.Cleanup(func() {
-		if out, err := ctlCmd("stop").CombinedOutput(); err != nil {
-			t.Logf("ejabberdctl stop: %v: %s", err, out)
-		}
-		if out, err := ctlCmd("stopped").CombinedOutput(); err != nil {
-			t.Logf("ejabberdctl stopped: %v: %s", err, out)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			t.Error("ejabberd still running 30s after stop")
-		}
+	peers.NeedSlixmpp(t)
+	return peers.StartEjabberd(t, peers.EjabberdOptions{
+		Peer: peers.Peer{Domain: ejabberdHost, IP: ip, Dir: dir, Modules: []string{"mod_vcard", "mod_admin_extra"}},
+		// Its own Erlang node and port: tests/federation may run one too.
+		Node: "verlaufinterop", DistPort: 25398,
+		SCRAM: true,
 	})
-	waitListening(t, p, net.JoinHostPort(ip, "5222"), 60*time.Second)
-	return func(extra ...string) string {
-		t.Helper()
-		return run(t, ctlCmd(extra...))
-	}
 }
 
 // A user made on a real ejabberd with its own commands (register,
@@ -101,13 +38,17 @@ func TestEjabberdExportImports(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const pw = "alice's ejabberd password"
-	ctl := startEjabberd(t, dir, "127.0.0.23")
+	out := filepath.Join(dir, "export") // written by ejabberd, which owns dir
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ej := startEjabberd(t, dir, "127.0.0.23")
+	ctl := func(args ...string) { ej.Ctl(t, args...) }
 	ctl("register", "alice", ejabberdHost, pw)
 	ctl("add_rosteritem", "alice", ejabberdHost, "romeo", "montague.example", "Romeo", "Friends", "both")
 	ctl("add_rosteritem", "alice", ejabberdHost, "tybalt", "capulet.example", "Tybalt", "Enemies", "to")
 	ctl("set_vcard", "alice", ejabberdHost, "FN", "Alice Ejabberd")
 	ctl("set_vcard", "alice", ejabberdHost, "NICKNAME", "alice")
-	out := filepath.Join(dir, "export")
 	ctl("export_piefxis", out)
 
 	entries, _ := os.ReadDir(out)

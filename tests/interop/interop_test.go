@@ -5,11 +5,11 @@
 // mod_storage_xep0227), imported into verlauf with userdata.Import; and a
 // verlauf export served by Prosody's XEP-0227 storage to a real client.
 //
-// The servers run as throwaway instances with their own configuration,
-// data directory and loopback address (127.0.0.2x), as the federation
-// tests run them. The tests run as root (the servers drop to their own
-// users) and fail, never skip, when a tool is missing: scripts/deps.sh
-// installs them.
+// The servers run as throwaway instances (tests/peers) with their own
+// configuration, data directory and loopback address (127.0.0.2x), as
+// the federation tests run them. The tests run as root (the servers drop
+// to their own users) and fail, never skip, when a tool is missing:
+// scripts/deps.sh installs them.
 package interop_test
 
 import (
@@ -17,17 +17,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"mellium.im/xmpp/jid"
@@ -39,143 +32,9 @@ import (
 	"verlauf.im/verlauf/eventstore/embedded"
 	"verlauf.im/verlauf/eventstore/keystore"
 	"verlauf.im/verlauf/projections"
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/userdata"
 )
-
-// need fails the test with what to install when a tool is missing.
-func need(t *testing.T, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("%s is missing: run scripts/deps.sh (apt-get install -y prosody ejabberd python3-slixmpp)", b)
-		}
-	}
-	if out, err := exec.Command("/usr/bin/python3", "-c", "import slixmpp").CombinedOutput(); err != nil {
-		t.Fatalf("python3-slixmpp is missing: run scripts/deps.sh: %v: %s", err, out)
-	}
-	if os.Getuid() != 0 {
-		t.Fatal("the interop tests run the servers as their own users and must run as root")
-	}
-}
-
-// run runs a command and fails the test with its output if it fails.
-func run(t *testing.T, cmd *exec.Cmd) string {
-	t.Helper()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-	}
-	return string(out)
-}
-
-// asUser makes cmd run as the system user name (the Debian packages' own
-// users).
-func asUser(t *testing.T, cmd *exec.Cmd, name string) {
-	t.Helper()
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatalf("user %s: %v", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	cmd.Env = append(os.Environ(), "HOME="+u.HomeDir)
-}
-
-// chown gives dir to a system user, and makes its parents traversable.
-func chown(t *testing.T, dir, owner string) {
-	t.Helper()
-	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
-		if strings.HasPrefix(d, os.TempDir()) && d != os.TempDir() {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	run(t, exec.Command("chown", "-R", owner+":"+owner, dir))
-}
-
-// proc is a server process of one test.
-type proc struct {
-	name string
-	done chan struct{}
-}
-
-// startProc starts cmd in a session of its own and stops its process
-// group at the end of the test, showing its log if the test failed.
-func startProc(t *testing.T, name, logFile string, cmd *exec.Cmd) *proc {
-	t.Helper()
-	out, err := os.Create(logFile + ".stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setsid = true // su (in ejabberdctl) refuses a foreign process group
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, done: make(chan struct{})}
-	go func() {
-		if err := cmd.Wait(); err != nil {
-			fmt.Fprintf(out, "%s: %v\n", name, err)
-		}
-		out.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			for _, f := range []string{logFile, logFile + ".stdout"} {
-				if b, err := os.ReadFile(f); err == nil {
-					t.Logf("%s %s:\n%s", name, filepath.Base(f), tail(string(b), 60))
-				}
-			}
-		}
-	})
-	return p
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitListening waits until addr accepts TCP connections.
-func waitListening(t *testing.T, p *proc, addr string, total time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before listening on %s", p.name, addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s: %v", p.name, addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // rosterItem and seen are what client.py reports.
 type rosterItem struct {
@@ -211,7 +70,7 @@ func tryClient(jidStr, password, ip string, extra ...string) (seen, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return seen{}, fmt.Errorf("client.py %s: %w: %s", jidStr, err, tail(stderr.String(), 20))
+		return seen{}, fmt.Errorf("client.py %s: %w: %s", jidStr, err, peers.Tail(stderr.String(), 20))
 	}
 	var s seen
 	if err := json.Unmarshal(out, &s); err != nil {

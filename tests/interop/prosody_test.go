@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,55 +13,23 @@ import (
 	"time"
 
 	"verlauf.im/verlauf/domain"
+	"verlauf.im/verlauf/tests/peers"
 	"verlauf.im/verlauf/userdata"
 )
 
 const prosodyHost = "prosody.test"
 
 // startProsody runs a throwaway Prosody for prosody.test on ip:5222, with
-// its own configuration and data directory (dir/data), without TLS (the
-// client connects over loopback). storage is "internal" or "xep0227";
-// before, if set, runs first (a prosodyctl register with the config).
-func startProsody(t *testing.T, dir, ip, storage string, before func(cfg string)) {
+// its configuration and data (dir/data, which the test may fill first)
+// in dir, without TLS (the client connects over loopback), keeping
+// passwords as SCRAM verifiers. storage is "internal" or "xep0227".
+func startProsody(t *testing.T, dir, ip, storage string, users map[string]string) *peers.Prosody {
 	t.Helper()
-	need(t, "prosody", "prosodyctl")
-	data := filepath.Join(dir, "data")
-	for _, d := range []string{data, filepath.Join(dir, "certs")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := filepath.Join(dir, "prosody.cfg.lua")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `-- Throwaway Prosody for verlauf's interop tests.
-daemonize = false
-pidfile = %[1]q
-data_path = %[2]q
-log = { info = %[3]q }
-modules_enabled = { "roster"; "saslauth"; "vcard"; "disco"; "posix"; "presence"; "message"; "iq" }
-interfaces = { %[4]q }
-c2s_ports = { 5222 }
-s2s_ports = { }
-c2s_direct_tls_ports = { }
-s2s_direct_tls_ports = { }
-component_ports = { }
-http_ports = { }
-https_ports = { }
-c2s_require_encryption = false
-authentication = "internal_hashed"
-storage = %[5]q
-certificates = %[6]q
-VirtualHost %[7]q
-`, filepath.Join(dir, "prosody.pid"), data, filepath.Join(dir, "prosody.log"), ip, storage, filepath.Join(dir, "certs"), prosodyHost), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	chown(t, dir, "prosody")
-	if before != nil {
-		before(cfg)
-	}
-	cmd := exec.Command("prosody", "--config", cfg)
-	asUser(t, cmd, "prosody") // it refuses to run as root
-	p := startProc(t, "prosody", filepath.Join(dir, "prosody.log"), cmd)
-	waitListening(t, p, net.JoinHostPort(ip, "5222"), 20*time.Second)
+	peers.NeedSlixmpp(t)
+	return peers.StartProsody(t, peers.ProsodyOptions{
+		Peer:    peers.Peer{Domain: prosodyHost, IP: ip, Dir: dir, Users: users, Modules: []string{"vcard"}},
+		Storage: storage, Authentication: "internal_hashed",
+	})
 }
 
 // prosodyExport exports the accounts, rosters and vCards of prosody.test
@@ -78,12 +45,13 @@ VirtualHost %[7]q
 // unchanged, and the system's Prosody data untouched.
 func prosodyExport(t *testing.T, dir string) string {
 	t.Helper()
-	need(t, "prosody-migrator", "unshare", "mount")
+	peers.NeedRoot(t)
+	peers.Need(t, "prosody-migrator", "unshare", "mount")
 	out := filepath.Join(dir, "export")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	chown(t, out, "prosody")
+	peers.Chown(t, out, "prosody")
 	cfg := filepath.Join(dir, "migrator.cfg.lua")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `input {
 	type = "internal";
@@ -97,7 +65,7 @@ output {
 `, filepath.Join(dir, "data"), prosodyHost, out), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+	peers.Run(t, exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
 		`mount --bind "$1" /var/lib/prosody && exec prosody-migrator --config="$2" input output`, "sh", out, cfg))
 	return out
 }
@@ -111,9 +79,7 @@ func TestProsodyExportImports(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const ip, pw = "127.0.0.21", "alice's prosody password"
-	startProsody(t, dir, ip, "internal", func(cfg string) {
-		run(t, exec.Command("prosodyctl", "--config", cfg, "register", "alice", prosodyHost, pw))
-	})
+	startProsody(t, dir, ip, "internal", map[string]string{"alice": pw})
 	got := client(t, "alice@"+prosodyHost, pw, ip,
 		"--item", "romeo@montague.example|Romeo|Friends,Lovers",
 		"--item", "tybalt@capulet.example||",
@@ -218,22 +184,22 @@ func TestVerlaufExportLoadsIntoProsody(t *testing.T) {
 
 	dir := t.TempDir()
 	const ip = "127.0.0.22"
-	startProsody(t, dir, ip, "xep0227", func(string) {
-		// mod_storage_xep0227 keeps one file per user, <jid>.xml, in
-		// the data path.
-		f := filepath.Join(dir, "data", carol.String()+".xml")
-		if err := os.WriteFile(f, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// The same export with the manifest trailer in the file, as a
-		// second user (the verifier does not depend on the name).
-		f2 := filepath.Join(dir, "data", "carol2@"+prosodyHost+".xml")
-		if err := os.WriteFile(f2, bytes.Replace(attached.Bytes(), []byte("name='carol'"), []byte("name='carol2'"), 1), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		chown(t, f, "prosody")
-		chown(t, f2, "prosody")
-	})
+	// mod_storage_xep0227 keeps one file per user, <jid>.xml, in the
+	// data path.
+	dataDir := filepath.Join(dir, "data")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, carol.String()+".xml"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The same export with the manifest trailer in the file, as a second
+	// user (the verifier does not depend on the name).
+	f2 := filepath.Join(dataDir, "carol2@"+prosodyHost+".xml")
+	if err := os.WriteFile(f2, bytes.Replace(attached.Bytes(), []byte("name='carol'"), []byte("name='carol2'"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startProsody(t, dir, ip, "xep0227", nil)
 	if _, err := tryClient("carol2@"+prosodyHost, pw, ip); err == nil {
 		t.Error("Prosody loaded an export with the manifest comment: DetachedManifest may no longer be needed for Prosody")
 	}
