@@ -10,6 +10,20 @@
 #
 #   make bench-peers                         # 1 000 users, 3 runs
 #   USERS=10000 RUNS=3 DURATION=10s make bench-peers
+#   MAM_MESSAGES=1000000 make bench-peers    # the archive of 1 M messages
+#
+# After the runs, each server gets one MAM run on a fresh instance: one
+# user's archive is filled through the protocol (the user chats with
+# MAM_PARTNERS partners, every message checked as delivered, the archive
+# size checked against what was delivered), then the newest page of 50, a
+# page from the middle and a `with` query are timed MAM_QUERIES times each.
+# Issue 5 asks for an archive of 1 M messages; MAM_MESSAGES=1000000 does
+# that. The default of 100 000 keeps the whole script under half an hour
+# on a 2-core machine: verlauf and Prosody (memory store) fill ~700-1100
+# msg/s, but ejabberd's mnesia archive (a dets bag per user) costs more
+# per message the larger the archive grows (~700 msg/s empty, ~5 msg/s at
+# 14 000), so MAM_FILL_TIMEOUT bounds each fill and the table shows how
+# far a server got; its queries then run on what it holds.
 #
 # Settings (environment):
 #   USERS=1000        load users per server
@@ -23,6 +37,12 @@
 #                     below the ephemeral range, so that the load tool cannot
 #                     connect a socket to itself while a server starts
 #   KEEP=1            keep the work folder (logs, configs, raw reports)
+#   MAM_MESSAGES=100000  messages in the MAM archive (0: no MAM run)
+#   MAM_QUERIES=100      repetitions of each MAM query kind
+#   MAM_PARTNERS=4, MAM_WINDOW=16 (messages in flight per sender in the fill)
+#   MAM_FILL_TIMEOUT=8m   stop a fill after this long (0: no limit); the
+#                         table then shows how far the server got
+#   MAM_QUERY_TIME=3m     stop a server's MAM queries after this long
 set -euo pipefail
 
 USERS=${USERS:-1000}
@@ -36,6 +56,12 @@ SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 PORT=${PORT:-25222}
 KEEP=${KEEP:-}
+MAM_MESSAGES=${MAM_MESSAGES:-100000}
+MAM_QUERIES=${MAM_QUERIES:-100}
+MAM_PARTNERS=${MAM_PARTNERS:-4}
+MAM_WINDOW=${MAM_WINDOW:-16}
+MAM_FILL_TIMEOUT=${MAM_FILL_TIMEOUT:-8m}
+MAM_QUERY_TIME=${MAM_QUERY_TIME:-3m}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS="$ROOT/scripts/peers"
@@ -228,6 +254,16 @@ bench() { # out extra-args...: one `verlauf bench` on the load core
 		>"$out" 2>"$out.log" || say "bench exited with an error, see $out.log"
 }
 
+mam_bench() { # out: the MAM run on the load core, users mam0..mamN
+	local out=$1
+	taskset -c "$TOOL_CPU" "$BIN" bench -addr "127.0.0.1:$SERVER_PORT" -domain localhost \
+		-ca "$WORK/ca.crt" -prefix mam -register -window "$MAM_WINDOW" \
+		-login-concurrency "$LOGIN_CONCURRENCY" -server-pid "$SERVER_PID" \
+		-mam-fill "$MAM_MESSAGES" -mam-queries "$MAM_QUERIES" -mam-partners "$MAM_PARTNERS" \
+		-mam-fill-timeout "$MAM_FILL_TIMEOUT" -mam-query-time "$MAM_QUERY_TIME" \
+		>"$out" 2>"$out.log" || say "MAM bench exited with an error, see $out.log"
+}
+
 # --- runs ----------------------------------------------------------------------
 
 mkdir -p "$WORK/results"
@@ -261,9 +297,30 @@ for ((run = 1; run <= RUNS; run++)); do
 	done
 done
 
+# --- MAM at scale --------------------------------------------------------------
+
+# One run per server on a fresh instance, after all the other runs so that
+# a large archive cannot weigh on them.
+if ((MAM_MESSAGES > 0)); then
+	for s in $SERVERS; do
+		d="$WORK/$s-mam"
+		mkdir -p "$d"
+		say "MAM: $s, $MAM_MESSAGES messages, $MAM_QUERIES queries of each kind"
+		"start_$s" "$d"
+		if wait_ready "$s" "$d"; then
+			mam_bench "$WORK/results/$s.mam"
+		else
+			say "$s failed to start (MAM)"
+		fi
+		stop_server
+		[[ -n $KEEP ]] || find "$d" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name logs -exec rm -rf {} +
+	done
+fi
+
 # --- table -------------------------------------------------------------------
 
 VERSIONS="verlauf=$(cd "$ROOT" && git describe --tags --always --dirty 2>/dev/null || echo dev)"
 VERSIONS+=" prosody=$(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?')"
 VERSIONS+=" ejabberd=$(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo '?')"
-python3 "$PEERS/table.py" "$WORK/results" "$SERVERS" "$USERS" "$RUNS" "$DURATION" "$RATE" "$VERSIONS"
+python3 "$PEERS/table.py" "$WORK/results" "$SERVERS" "$USERS" "$RUNS" "$DURATION" "$RATE" "$VERSIONS" \
+	"$MAM_MESSAGES" "$MAM_QUERIES"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"verlauf.im/verlauf/tests/load"
 )
@@ -19,6 +20,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg load.Config
 	var caFile string
 	var insecure bool
+	var mam load.MAMConfig
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:5222", "STARTTLS c2s address of the server")
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "XMPP domain")
 	fs.IntVar(&cfg.Users, "users", 100, "number of users")
@@ -33,6 +35,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of the server, to sample its RSS and CPU time")
 	fs.StringVar(&caFile, "ca", "", "PEM file of the CA (or self-signed certificate) to trust")
 	fs.BoolVar(&insecure, "insecure", false, "do not verify the server certificate")
+	fs.IntVar(&mam.Fill, "mam-fill", 0, "MAM run instead of the chat load: PREFIX0 exchanges this many messages with its partners, then the archive size is checked")
+	fs.IntVar(&mam.Queries, "mam-queries", 0, "MAM run: time this many newest, middle and with queries (pages of 50) on PREFIX0's archive")
+	fs.IntVar(&mam.Partners, "mam-partners", 4, "MAM run: partners PREFIX1..PREFIXn that PREFIX0 chats with")
+	fs.DurationVar(&mam.FillTimeout, "mam-fill-timeout", 0, "MAM run: stop filling after this long and report what was archived (0 = no limit)")
+	fs.DurationVar(&mam.QueryTime, "mam-query-time", 5*time.Minute, "MAM run: stop querying after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +59,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.TLS.RootCAs = pool
 	}
 	cfg.Log = stderr
+	if mam.Fill > 0 || mam.Queries > 0 {
+		rep, err := load.RunMAM(ctx, cfg, mam)
+		fmt.Fprint(stdout, rep.String())
+		return err
+	}
 	rep, err := load.Run(ctx, cfg)
 	fmt.Fprint(stdout, rep.String())
 	return err

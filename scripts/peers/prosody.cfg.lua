@@ -38,5 +38,8 @@ registration_throttle_max = nil
 default_archive_policy = true
 archive_expires_after = "never"
 storage = { archive = "memory" }
+-- The memory store keeps 1 000 messages per user by default and drops the
+-- oldest beyond that; the MAM run fills one archive with up to 1 M.
+storage_archive_item_limit = 100000000
 
 VirtualHost "localhost"

@@ -1,7 +1,9 @@
 """The table of `make bench-peers`: medians over runs of the reports
 `verlauf bench` wrote, one column per server, and verlauf/peer ratios.
 
-Usage: table.py RESULTS_DIR "SERVERS" USERS RUNS DURATION RATE "VERSIONS"
+Usage: table.py RESULTS_DIR "SERVERS" USERS RUNS DURATION RATE "VERSIONS" [MAM_MESSAGES MAM_QUERIES]
+
+The MAM rows come from SERVER.*.mam, the reports of `verlauf bench -mam-fill`.
 """
 
 import glob
@@ -44,6 +46,31 @@ def parse(path):
         r["cpu"] = float(m[1])
     if m := re.search(r"holds (-?\d+) messages, sent\+received in this run (\d+)(?: \((.*)\))?", text):
         r["archived"], r["expected"], r["archive_note"] = int(m[1]), int(m[2]), m[3] or ""
+    # The MAM run.
+    if m := re.search(r"^mam fill\s+.*, (\d+) requested: sent (\d+), delivered (\d+), lost (-?\d+), duplicated (\d+), errors (\d+)",
+                      text, re.M):
+        (r["mam_requested"], r["mam_sent"], r["mam_delivered"], r["mam_lost"], r["mam_dups"],
+         r["mam_errors"]) = map(int, m.groups())
+    if m := re.search(r"^mam fill rate\s+([\d.]+) msg/s over ([\d.]+)s(.*)$", text, re.M):
+        r["mam_rate"], r["mam_fill_s"] = float(m[1]), float(m[2])
+        r["mam_stopped"] = "stopped" in m[3]
+    if m := re.search(r"^mam archive\s+\S+ holds (-?\d+) messages, (-?\d+) before the fill, "
+                      r"delivered in the fill (\d+), missing (-?\d+)(?: \((.*)\))?", text, re.M):
+        r["mam_held"], r["mam_before"], r["mam_expected"], r["mam_missing"] = map(int, m.groups()[:4])
+        r["mam_note"] = m[5] or ""
+    if m := re.search(r"^mam server\s+([\d.]+) MiB RSS before the fill, ([\d.]+) MiB after", text, re.M):
+        r["mam_rss"] = float(m[2])
+    for kind, key in (("newest page", "newest"), ("middle page", "middle"), ("with query", "with")):
+        if m := re.search(rf"^mam {kind}\s+p50 (\S+), p99 (\S+), max \S+; (\d+) queries, ([\d-]+) results per page, "
+                          r"errors (\d+)(?: \((.*)\))?", text, re.M):
+            n = int(m[3])
+            if n > 0:
+                r[f"mam_{key}_p50"] = go_duration(m[1]) * 1000
+                r[f"mam_{key}_p99"] = go_duration(m[2]) * 1000
+            r[f"mam_{key}_n"], r[f"mam_{key}_results"] = n, m[4]
+            r[f"mam_{key}_errors"], r[f"mam_{key}_note"] = int(m[5]), m[6] or ""
+    if m := re.search(r"^mam queries\s+(.*)$", text, re.M):
+        r["mam_query_note"] = m[1]
     return r
 
 
@@ -54,15 +81,18 @@ def median(values):
 
 def main():
     results, servers, users, runs, duration, rate, versions = sys.argv[1:8]
+    mam_messages, mam_queries = (sys.argv[8:10] + ["0", "0"])[:2]
     servers = servers.split()
     versions = dict(v.split("=", 1) for v in versions.split())
     names = {"verlauf": "verlauf", "prosody": "Prosody", "ejabberd": "ejabberd"}
     label = {s: f"{names.get(s, s)} {versions.get(s, '')}".strip() for s in servers}
 
-    sat, rate_runs = {}, {}
+    sat, rate_runs, mam = {}, {}, {}
     for s in servers:
         sat[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.*.sat")))]
         rate_runs[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.*.rate")))]
+        mam[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.mam")))]
+    with_mam = int(mam_messages) > 0
 
     def med(s, key, source):
         return median([r.get(key) for r in source[s]])
@@ -77,6 +107,17 @@ def main():
         ("RSS per logged-in user, idle (KiB)", "rss", sat, "{:.1f}", False),
         ("server CPU s per 1000 msgs (saturation)", "cpu", sat, "{:.3f}", False),
     ]
+    if with_mam:
+        rows += [
+            ("MAM fill through the protocol (msg/s)", "mam_rate", mam, "{:.0f}", True),
+            ("MAM newest page of 50, p50 (ms)", "mam_newest_p50", mam, "{:.2f}", False),
+            ("MAM newest page of 50, p99 (ms)", "mam_newest_p99", mam, "{:.2f}", False),
+            ("MAM middle page of 50, p50 (ms)", "mam_middle_p50", mam, "{:.2f}", False),
+            ("MAM middle page of 50, p99 (ms)", "mam_middle_p99", mam, "{:.2f}", False),
+            ("MAM with query, page of 50, p50 (ms)", "mam_with_p50", mam, "{:.2f}", False),
+            ("MAM with query, page of 50, p99 (ms)", "mam_with_p99", mam, "{:.2f}", False),
+            ("server RSS after the MAM fill (MiB)", "mam_rss", mam, "{:.0f}", False),
+        ]
     peers = [s for s in servers if s != "verlauf"]
     head = ["figure"] + [label[s] for s in servers]
     if "verlauf" in servers:
@@ -120,6 +161,39 @@ def main():
         line.append(", ".join(cells) or "–")
     table.append(line + [""] * (len(head) - len(line)))
 
+    if with_mam:
+        # The MAM archive: what the fill delivered and what the archive
+        # holds; missing must be zero, and a fill stopped by its timeout
+        # says how far it got.
+        line = ["MAM archive: held / delivered (missing)"]
+        for s in servers:
+            cells = []
+            for r in mam[s]:
+                if "mam_held" not in r:
+                    continue
+                cell = f"{r['mam_held']}/{r['mam_expected']} ({r['mam_missing']})" if r["mam_held"] >= 0 else "?"
+                if r.get("mam_stopped"):
+                    cell += f" of {r['mam_requested']}: fill timeout after {r['mam_fill_s']:.0f}s"
+                if r.get("mam_note"):
+                    cell += f" {r['mam_note']}"
+                cells.append(cell)
+            line.append(", ".join(cells) or "failed")
+        table.append(line + [""] * (len(head) - len(line)))
+        line = ["MAM fill lost / duplicated / errors"]
+        line += [" ".join(f"{r.get('mam_lost', '?')} / {r.get('mam_dups', '?')} / {r.get('mam_errors', '?')}"
+                          for r in mam[s]) or "–" for s in servers]
+        table.append(line + [""] * (len(head) - len(line)))
+        line = ["MAM queries: answered (errors) newest / middle / with"]
+        for s in servers:
+            cells = []
+            for r in mam[s]:
+                cells.append(" / ".join(f"{r.get(f'mam_{k}_n', 0)} ({r.get(f'mam_{k}_errors', 0)})"
+                                        for k in ("newest", "middle", "with")))
+                notes = [r.get(f"mam_{k}_note") for k in ("newest", "middle", "with")] + [r.get("mam_query_note")]
+                cells += sorted({n for n in notes if n})
+            line.append(", ".join(cells) or "–")
+        table.append(line + [""] * (len(head) - len(line)))
+
     widths = [max(len(str(row[i])) for row in [head] + table) for i in range(len(head))]
     out = [
         f"bench-peers: {users} users, medians of {runs} runs, chat {duration} per measurement; "
@@ -146,6 +220,20 @@ def main():
         "RSS per user: (RSS with all users online and presence sent - RSS of the",
         "freshly restarted server) / users.",
     ]
+    if with_mam:
+        out += [
+            f"MAM: one run per server on a fresh instance: one user's archive filled with {int(mam_messages):,}",
+            "messages through the protocol (chatting with partners, each message checked as delivered,",
+            "the archive count checked against the deliveries; issue 5 asks for 1 M messages:",
+            f"MAM_MESSAGES=1000000), then {mam_queries} queries of each kind, interleaved; p50/p99 over",
+            "those queries, from the IQ sent to its <fin/>. newest page: RSM <before/> max 50;",
+            "middle page: RSM <before>id</before> max 50, id the first message at or after the",
+            "time halfway between the oldest and the newest; with: one partner, <before/> max 50.",
+            "Prosody's archive is in memory (storage_archive_item_limit raised from 1 000).",
+            "A fill stopped by MAM_FILL_TIMEOUT says so in the archive row, and that server's",
+            "queries ran on the smaller archive it holds: ejabberd's mnesia store costs more",
+            "per message the more the user's archive holds.",
+        ]
     print("\n".join(out))
 
 
