@@ -380,24 +380,10 @@ func readLoop(u *user, st *stats, byName map[string]*user) {
 		if name != "message" {
 			continue
 		}
-		var from *user
-		if e.attr("type") == "error" {
-			id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
-			if id == 0 {
-				continue
-			}
-			from = st.failed(id)
-		} else {
-			id, sentAt, ok := parseLoadBody(e.Inner)
-			if !ok {
-				continue
-			}
-			from = st.delivered(id, time.Since(sentAt))
-			if from != nil {
+		if from, delivered := st.account(e); from != nil {
+			if delivered {
 				u.received.Add(1)
 			}
-		}
-		if from != nil {
 			// Only saturation mode fills the window; at a fixed rate
 			// there is nothing to release.
 			select {
@@ -406,6 +392,25 @@ func readLoop(u *user, st *stats, byName map[string]*user) {
 			}
 		}
 	}
+}
+
+// account counts a load message that came back to the tool, delivered or
+// bounced with an error, and returns its sender (nil if e is not one of
+// the tool's messages, or was counted before) and whether it was a
+// delivery.
+func (st *stats) account(e element) (from *user, delivered bool) {
+	if e.attr("type") == "error" {
+		id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
+		if id == 0 {
+			return nil, false
+		}
+		return st.failed(id), false
+	}
+	id, sentAt, ok := parseLoadBody(e.Inner)
+	if !ok {
+		return nil, false
+	}
+	return st.delivered(id, time.Since(sentAt)), true
 }
 
 // archiveCount asks the server for the size of u's archive (XEP-0313 with

@@ -576,21 +576,7 @@ func mamReadLoop(u *user, m *mamClient, st *stats) {
 		if name != "message" {
 			continue
 		}
-		var from *user
-		if e.attr("type") == "error" {
-			id, _ := strconv.ParseUint(strings.TrimPrefix(e.attr("id"), "m"), 10, 64)
-			if id == 0 {
-				continue
-			}
-			from = st.failed(id)
-		} else {
-			id, sentAt, ok := parseLoadBody(e.Inner)
-			if !ok {
-				continue
-			}
-			from = st.delivered(id, time.Since(sentAt))
-		}
-		if from != nil {
+		if from, _ := st.account(e); from != nil {
 			select {
 			case <-from.inflight:
 			default:
