@@ -187,6 +187,13 @@ func TestNextErrors(t *testing.T) {
 		{"xmlns prefix declared", `<message xmlns:xmlns='urn:x'/>`, Limits{}, NotWellFormed},
 		{"xml prefix rebound", `<message xmlns:xml='urn:x'/>`, Limits{}, NotWellFormed},
 		{"empty local name", `<message a:='1'/>`, Limits{}, NotWellFormed},
+		// encoding/xml takes "p:0" for a name; the part after the colon
+		// is not one (found by FuzzRoundTrip).
+		{"element local name starts with a digit", `<stream:000/>`, Limits{}, NotWellFormed},
+		{"element local name starts with a hyphen", `<a:-m xmlns:a='jabber:client'/>`, Limits{}, NotWellFormed},
+		{"attribute local name starts with a digit", `<message xml:0='1'/>`, Limits{}, NotWellFormed},
+		{"declared prefix starts with a digit", `<message xmlns:0='urn:x'/>`, Limits{}, NotWellFormed},
+		{"non-ASCII local name not a name start", "<a:\u0300m xmlns:a='jabber:client'/>", Limits{}, NotWellFormed},
 		{"text at stream level", `hello`, Limits{}, BadFormat},
 		{"cdata at stream level", `<![CDATA[x]]>`, Limits{}, BadFormat},
 		{"too many attributes", `<message a='1' b='2' c='3' d='4'/>`, small, PolicyViolation},
@@ -472,5 +479,21 @@ func TestErrorBetweenElementsIsNotFinal(t *testing.T) {
 	}
 	if _, err := r.Next(); !errors.Is(err, timeout) {
 		t.Fatalf("a failure inside an element must be final, got %v", err)
+	}
+}
+
+// TestPrefixedNonASCIINames checks that the local-name check lets through
+// the names encoding/xml accepts after a prefix, ASCII or not.
+func TestPrefixedNonASCIINames(t *testing.T) {
+	for _, in := range []string{
+		`<a:émoji xmlns:a='urn:x'/>`,
+		`<a:名前 xmlns:a='urn:x'/>`,
+		`<message xmlns:é='urn:x' é:k='v'/>`,
+		`<a:_x xmlns:a='urn:x'/>`,
+	} {
+		r := open(t, in+"</stream:stream>", Limits{})
+		if _, err := r.Next(); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
 	}
 }
