@@ -120,8 +120,8 @@ func (s *Service) HandleEvent(_ context.Context, ev eventstore.RecordedEvent) er
 	if domain.StreamConcern(ev.Stream) != domain.ConcernPrefs {
 		return nil
 	}
-	concern, user, err := domain.SplitStream(ev.Stream)
-	if err != nil || concern != domain.ConcernPrefs {
+	_, user, err := domain.SplitStream(ev.Stream)
+	if err != nil {
 		return nil
 	}
 	s.prefs.invalidate(user.String())

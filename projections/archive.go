@@ -154,8 +154,8 @@ func (a *Archive) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
 	if c := domain.StreamConcern(ev.Stream); c != domain.ConcernArchive && c != domain.ConcernAccount {
 		return a.db.Update(ArchiveName, ev.Position, nil)
 	}
-	concern, user, err := domain.SplitStream(ev.Stream)
-	if err != nil || (concern != domain.ConcernArchive && concern != domain.ConcernAccount) {
+	_, user, err := domain.SplitStream(ev.Stream)
+	if err != nil {
 		return a.db.Update(ArchiveName, ev.Position, nil)
 	}
 	switch ev.Type {

@@ -171,8 +171,8 @@ func (s *Server) HandleEvent(_ context.Context, ev eventstore.RecordedEvent) err
 	if domain.StreamConcern(ev.Stream) != domain.ConcernArchive {
 		return nil
 	}
-	concern, user, err := domain.SplitStream(ev.Stream)
-	if err != nil || concern != domain.ConcernArchive {
+	_, user, err := domain.SplitStream(ev.Stream)
+	if err != nil {
 		return nil
 	}
 	s.notifier.notify(user.String())
