@@ -233,6 +233,21 @@ func TestPlaintextRefused(t *testing.T) {
 
 // hostile is a peer server driven by hand: a Server that does not
 // listen, used for its client side.
+// dialExternal connects h to a.test as a peer that authenticates with
+// SASL EXTERNAL, closed when the test ends.
+func dialExternal(ctx context.Context, t *testing.T, h *Server) *peerConn {
+	t.Helper()
+	pc, err := h.dial(ctx, "a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.close)
+	if ok, err := pc.external(); err != nil || !ok {
+		t.Fatalf("EXTERNAL: %v %v", ok, err)
+	}
+	return pc
+}
+
 func hostile(t *testing.T, domain string, cert tls.Certificate, roots *x509.CertPool, target *node) *Server {
 	t.Helper()
 	s, err := New(Config{
@@ -304,14 +319,7 @@ func TestForgedFromCutsTheStream(t *testing.T) {
 	h := hostile(t, "b.test", ca.issue(t, certOpts{dns: []string{"b.test"}}), ca.pool, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	pc, err := h.dial(ctx, "a.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.close()
-	if ok, err := pc.external(); err != nil || !ok {
-		t.Fatalf("EXTERNAL: %v %v", ok, err)
-	}
+	pc := dialExternal(ctx, t, h)
 	if err := pc.w.WriteElement(msg("bob@b.test/r", "alice@a.test", "honest")); err != nil {
 		t.Fatal(err)
 	}
@@ -348,14 +356,7 @@ func TestAddressingErrors(t *testing.T) {
 			h := hostile(t, "b.test", ca.issue(t, certOpts{dns: []string{"b.test"}}), ca.pool, a)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			pc, err := h.dial(ctx, "a.test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.close()
-			if ok, err := pc.external(); err != nil || !ok {
-				t.Fatalf("EXTERNAL: %v %v", ok, err)
-			}
+			pc := dialExternal(ctx, t, h)
 			if err := pc.w.WriteElement(tt.st); err != nil {
 				t.Fatal(err)
 			}
