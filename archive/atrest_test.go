@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore/keystore"
@@ -93,7 +94,7 @@ func scanNeedles(t *testing.T, dir string, ns []needle) []string {
 // block compression cannot hide a leak from scanNeedles.
 func scanPebble(t *testing.T, dir string, ns []needle) (found []string, kvs int) {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietLogger{}})
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietLogger{}, Merger: mergerOf(t, dir)})
 	if err != nil {
 		t.Fatalf("open %s: %v", dir, err)
 	}
@@ -112,6 +113,28 @@ func scanPebble(t *testing.T, dir string, ns []needle) (found []string, kvs int)
 		}
 	}
 	return found, kvs
+}
+
+// mergerOf returns a merger by the name dir's store was written with (the
+// projections add up counters with their own). The scan only looks at the
+// bytes, so Pebble's concatenation under that name does.
+func mergerOf(t *testing.T, dir string) *pebble.Merger {
+	t.Helper()
+	desc, err := pebble.Peek(dir, vfs.Default)
+	if err != nil {
+		t.Fatalf("peek %s: %v", dir, err)
+	}
+	opts, err := os.ReadFile(desc.OptionsFilename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := *pebble.DefaultMerger
+	for _, line := range strings.Split(string(opts), "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "merger="); ok && name != "nullptr" {
+			m.Name = name
+		}
+	}
+	return &m
 }
 
 // The at-rest promise (issue 4): after a conversation with history on,

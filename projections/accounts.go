@@ -35,24 +35,24 @@ func (a *Accounts) Reset(context.Context) error { return a.db.Reset(AccountsName
 
 // Apply implements Projection. The key comes from the stream name, not the
 // event body, so that registration and deletion agree on it.
-func (a *Accounts) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
-	var write func(*Txn, []byte) error
-	switch ev.Type {
-	case domain.TypeAccountRegistered:
-		write = func(t *Txn, k []byte) error { return t.Set(k, nil) }
-	case domain.TypeAccountDeleted:
-		write = func(t *Txn, k []byte) error { return t.Delete(k) }
-	default:
-		return a.db.Update(AccountsName, ev.Position, nil)
-	}
-	concern, user, err := domain.SplitStream(ev.Stream)
-	if err != nil {
-		return fmt.Errorf("projections: accounts: %w", err)
-	}
-	if concern != domain.ConcernAccount {
-		return fmt.Errorf("projections: accounts: %s event on stream %q", ev.Type, ev.Stream)
-	}
-	return a.db.Update(AccountsName, ev.Position, func(t *Txn) error {
+func (a *Accounts) Apply(_ context.Context, evs []eventstore.RecordedEvent) error {
+	return a.db.Apply(AccountsName, evs, func(t *Txn, ev eventstore.RecordedEvent) error {
+		var write func(*Txn, []byte) error
+		switch ev.Type {
+		case domain.TypeAccountRegistered:
+			write = func(t *Txn, k []byte) error { return t.Set(k, nil) }
+		case domain.TypeAccountDeleted:
+			write = func(t *Txn, k []byte) error { return t.Delete(k) }
+		default:
+			return nil
+		}
+		concern, user, err := domain.SplitStream(ev.Stream)
+		if err != nil {
+			return fmt.Errorf("projections: accounts: %w", err)
+		}
+		if concern != domain.ConcernAccount {
+			return fmt.Errorf("projections: accounts: %s event on stream %q", ev.Type, ev.Stream)
+		}
 		return write(t, []byte(user.String()))
 	})
 }

@@ -31,7 +31,7 @@ func TestAccountsProjection(t *testing.T) {
 		}
 		pos++
 		rec := eventstore.RecordedEvent{Event: ev, Stream: domain.AccountStream(jid.MustParse(user)), Position: eventstore.Position{Commit: pos, Prepare: pos}}
-		if err := p.Apply(ctx, rec); err != nil {
+		if err := p.Apply(ctx, []eventstore.RecordedEvent{rec}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,7 +71,7 @@ func TestAccountsProjectionRefusesForeignStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := eventstore.RecordedEvent{Event: ev, Stream: domain.RosterStream(jid.MustParse("a@example.org")), Position: eventstore.Position{Commit: 1, Prepare: 1}}
-	if err := NewAccounts(db).Apply(context.Background(), rec); err == nil {
+	if err := NewAccounts(db).Apply(context.Background(), []eventstore.RecordedEvent{rec}); err == nil {
 		t.Error("account event on a roster stream accepted")
 	}
 }

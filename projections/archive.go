@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
@@ -41,25 +39,17 @@ const ArchiveName = "archive"
 //	m <user> 0 <id>          revision (8) ‖ key id (16) ‖ term length (1) ‖ term ‖ sealed record
 //	w <user> 0 <term> <id>   (no value) entry of the blind index
 //	x <user> 0 <id>          revision: written while the user was offline, not yet indexed
-//	n <user>                 number of messages (8 bytes)
-//	c <user> 0 <term>        number of messages with that partner (8 bytes)
+//	n <user>                 number of messages (counter, see DB.Counter)
+//	c <user> 0 <term>        number of messages with that partner (counter)
+//
+// The counters are added to blindly (Txn.Add), so archiving a message
+// reads nothing but whether its id is there already.
 type Archive struct {
 	db *DB
-
-	// counts caches the n and c counters as last committed: every
-	// archived message changes two of them, and reading them back from
-	// Pebble was two point lookups per message (4 % of the server's CPU
-	// at saturation). Only Apply, on the runner's goroutine, fills it;
-	// the mutex is for Reset.
-	mu     sync.Mutex
-	counts map[string]int64
 }
 
-// maxCachedCounts bounds the counter cache; past it the cache starts over.
-const maxCachedCounts = 1 << 16
-
 // NewArchive returns the MAM index kept in db.
-func NewArchive(db *DB) *Archive { return &Archive{db: db, counts: map[string]int64{}} }
+func NewArchive(db *DB) *Archive { return &Archive{db: db} }
 
 // Name implements Projection.
 func (a *Archive) Name() string { return ArchiveName }
@@ -70,12 +60,7 @@ func (a *Archive) Checkpoint(context.Context) (eventstore.Position, error) {
 }
 
 // Reset implements Projection.
-func (a *Archive) Reset(context.Context) error {
-	a.mu.Lock()
-	clear(a.counts)
-	a.mu.Unlock()
-	return a.db.Reset(ArchiveName)
-}
+func (a *Archive) Reset(context.Context) error { return a.db.Reset(ArchiveName) }
 
 const (
 	archiveKindMsg     = 'm'
@@ -150,61 +135,50 @@ func encodeArchiveEntry(e ArchiveEntry) []byte {
 }
 
 // Apply implements Projection.
-func (a *Archive) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
+func (a *Archive) Apply(_ context.Context, evs []eventstore.RecordedEvent) error {
+	return a.db.Apply(ArchiveName, evs, a.apply)
+}
+
+func (a *Archive) apply(tx *Txn, ev eventstore.RecordedEvent) error {
 	if c := domain.StreamConcern(ev.Stream); c != domain.ConcernArchive && c != domain.ConcernAccount {
-		return a.db.Update(ArchiveName, ev.Position, nil)
-	}
-	_, user, err := domain.SplitStream(ev.Stream)
-	if err != nil {
-		return a.db.Update(ArchiveName, ev.Position, nil)
+		return nil
 	}
 	switch ev.Type {
 	case domain.TypeArchiveMessageStored, domain.TypeArchivePartnerIndexed, domain.TypeArchiveForgotten, domain.TypeAccountDeleted:
 	default:
-		return a.db.Update(ArchiveName, ev.Position, nil)
+		return nil
+	}
+	_, user, err := domain.SplitStream(ev.Stream)
+	if err != nil {
+		return nil
 	}
 	p, err := domain.Decode(ev.Event)
 	if err != nil {
 		return fmt.Errorf("archive projection: %w", err)
 	}
 	u := user.String()
-	c := archiveCounts{a: a, user: u, terms: map[string]int64{}}
-	err = a.db.Update(ArchiveName, ev.Position, func(tx *Txn) error {
-		var err error
-		switch e := p.(type) {
-		case domain.ArchiveMessageStored:
-			err = a.applyStored(tx, &c, u, ev.Revision, e)
-		case domain.ArchivePartnerIndexed:
-			err = a.applyIndexed(tx, &c, u, e)
-		case domain.ArchiveForgotten:
-			err = a.applyForgotten(tx, &c, u, e)
-		case domain.AccountDeleted:
-			// Account names are never handed out again, and the keys are
-			// shredded: the index of a deleted account only takes room.
-			for _, kind := range []byte{archiveKindMsg, archiveKindWith, archiveKindPending, archiveKindTerm} {
-				if err := tx.DeletePrefix(archivePrefix(kind, u)); err != nil {
-					return err
-				}
+	switch e := p.(type) {
+	case domain.ArchiveMessageStored:
+		return a.applyStored(tx, u, ev.Revision, e)
+	case domain.ArchivePartnerIndexed:
+		return a.applyIndexed(tx, u, e)
+	case domain.ArchiveForgotten:
+		return a.applyForgotten(tx, u, e)
+	case domain.AccountDeleted:
+		// Account names are never handed out again, and the keys are
+		// shredded: the index of a deleted account only takes room.
+		for _, kind := range []byte{archiveKindMsg, archiveKindWith, archiveKindPending, archiveKindTerm} {
+			if err := tx.DeletePrefix(archivePrefix(kind, u)); err != nil {
+				return err
 			}
-			return tx.Delete(archiveCountKey(u))
 		}
-		if err != nil {
-			return err
-		}
-		return c.write(tx)
-	})
-	if _, ok := p.(domain.AccountDeleted); ok {
-		a.mu.Lock()
-		clear(a.counts) // rare; the user's keys are scattered in the map
-		a.mu.Unlock()
-	} else if err == nil {
-		c.remember()
+		return tx.Delete(archiveCountKey(u))
 	}
-	return err
+	return nil
 }
 
-func (a *Archive) applyStored(tx *Txn, c *archiveCounts, user string, rev uint64, e domain.ArchiveMessageStored) error {
-	if _, ok, err := a.db.Get(ArchiveName, archiveMsgKey(user, e.ArchiveID)); err != nil || ok {
+func (a *Archive) applyStored(tx *Txn, user string, rev uint64, e domain.ArchiveMessageStored) error {
+	if _, ok, err := tx.Get(archiveMsgKey(user, e.ArchiveID)); err != nil || ok {
 		return err // an id stored twice keeps its first entry
 	}
 	entry := ArchiveEntry{ID: e.ArchiveID, Revision: rev, KeyID: e.KeyID, Sealed: e.Sealed}
@@ -213,21 +187,25 @@ func (a *Archive) applyStored(tx *Txn, c *archiveCounts, user string, rev uint64
 		if err := tx.Set(archiveWithKey(user, e.Index, e.ArchiveID), nil); err != nil {
 			return err
 		}
-		c.terms[string(e.Index)]++
+		if err := tx.Add(archiveTermKey(user, e.Index), 1); err != nil {
+			return err
+		}
 	} else if err := tx.Set(archivePendingKey(user, e.ArchiveID), binary.BigEndian.AppendUint64(nil, rev)); err != nil {
 		return err
 	}
-	c.total++
+	if err := tx.Add(archiveCountKey(user), 1); err != nil {
+		return err
+	}
 	return tx.Set(archiveMsgKey(user, e.ArchiveID), encodeArchiveEntry(entry))
 }
 
-func (a *Archive) applyIndexed(tx *Txn, c *archiveCounts, user string, e domain.ArchivePartnerIndexed) error {
+func (a *Archive) applyIndexed(tx *Txn, user string, e domain.ArchivePartnerIndexed) error {
 	done := map[uuid.UUID]bool{}
 	for _, ie := range e.Entries {
 		if len(ie.Index) != TermSize || done[ie.ArchiveID] {
 			continue
 		}
-		entry, ok, err := a.entry(user, ie.ArchiveID)
+		entry, ok, err := entryIn(tx.reader(), user, ie.ArchiveID)
 		if err != nil {
 			return err
 		}
@@ -245,15 +223,17 @@ func (a *Archive) applyIndexed(tx *Txn, c *archiveCounts, user string, e domain.
 		if err := tx.Delete(archivePendingKey(user, ie.ArchiveID)); err != nil {
 			return err
 		}
-		c.terms[string(ie.Index)]++
+		if err := tx.Add(archiveTermKey(user, ie.Index), 1); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (a *Archive) applyForgotten(tx *Txn, c *archiveCounts, user string, e domain.ArchiveForgotten) error {
+func (a *Archive) applyForgotten(tx *Txn, user string, e domain.ArchiveForgotten) error {
 	var entries []ArchiveEntry
 	for _, id := range e.IDs {
-		entry, ok, err := a.entry(user, id)
+		entry, ok, err := entryIn(tx.reader(), user, id)
 		if err != nil {
 			return err
 		}
@@ -262,7 +242,7 @@ func (a *Archive) applyForgotten(tx *Txn, c *archiveCounts, user string, e domai
 		}
 	}
 	for _, r := range e.Ranges {
-		err := a.scan(user, archiveKindMsg, nil, r.From, r.To, false, func(entry ArchiveEntry) (bool, error) {
+		err := scanIn(tx.reader(), user, archiveKindMsg, nil, r.From, r.To, false, func(entry ArchiveEntry) (bool, error) {
 			entries = append(entries, entry)
 			return true, nil
 		})
@@ -283,83 +263,27 @@ func (a *Archive) applyForgotten(tx *Txn, c *archiveCounts, user string, e domai
 			if err := tx.Delete(archiveWithKey(user, entry.Term, entry.ID)); err != nil {
 				return err
 			}
-			c.terms[string(entry.Term)]--
+			if err := tx.Add(archiveTermKey(user, entry.Term), -1); err != nil {
+				return err
+			}
 		} else if err := tx.Delete(archivePendingKey(user, entry.ID)); err != nil {
 			return err
 		}
-		c.total--
-	}
-	return nil
-}
-
-// archiveCounts gathers the counter changes of one event, so that several
-// changes to one counter in one batch add up.
-type archiveCounts struct {
-	a     *Archive
-	user  string
-	total int64
-	terms map[string]int64
-	// written holds the counters' new values until the batch commits.
-	written map[string]int64
-}
-
-// remember puts the committed counters into the cache.
-func (c *archiveCounts) remember() {
-	c.a.mu.Lock()
-	defer c.a.mu.Unlock()
-	if len(c.a.counts)+len(c.written) > maxCachedCounts {
-		clear(c.a.counts)
-	}
-	for k, n := range c.written {
-		c.a.counts[k] = n
-	}
-}
-
-func (c *archiveCounts) write(tx *Txn) error {
-	add := func(key []byte, d int64) error {
-		if d == 0 {
-			return nil
-		}
-		c.a.mu.Lock()
-		n, ok := c.a.counts[string(key)]
-		c.a.mu.Unlock()
-		if !ok {
-			var err error
-			if n, err = c.a.counter(key); err != nil {
-				return err
-			}
-		}
-		n += d
-		if c.written == nil {
-			c.written = map[string]int64{}
-		}
-		if n <= 0 {
-			c.written[string(key)] = 0
-			return tx.Delete(key)
-		}
-		c.written[string(key)] = n
-		return tx.Set(key, binary.BigEndian.AppendUint64(nil, uint64(n)))
-	}
-	if err := add(archiveCountKey(c.user), c.total); err != nil {
-		return err
-	}
-	for term, d := range c.terms {
-		if err := add(archiveTermKey(c.user, []byte(term)), d); err != nil {
+		if err := tx.Add(archiveCountKey(user), -1); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// counter reads a counter; one that went below zero (it cannot, unless
+// the index is damaged) counts as empty.
 func (a *Archive) counter(key []byte) (int64, error) {
-	v, ok, err := a.db.Get(ArchiveName, key)
-	if err != nil || !ok {
-		return 0, err
+	n, err := a.db.Counter(ArchiveName, key)
+	if err != nil {
+		return 0, fmt.Errorf("archive projection: %w", err)
 	}
-	if len(v) != 8 {
-		return 0, errors.New("archive projection: corrupt counter")
-	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return max(n, 0), nil
 }
 
 // Entry returns the index entry of one archive id of user.
@@ -371,7 +295,11 @@ func (a *Archive) Entry(ctx context.Context, user jid.JID, id uuid.UUID) (Archiv
 }
 
 func (a *Archive) entry(user string, id uuid.UUID) (ArchiveEntry, bool, error) {
-	v, ok, err := a.db.Get(ArchiveName, archiveMsgKey(user, id))
+	return entryIn(a.db.db, user, id)
+}
+
+func entryIn(r pebble.Reader, user string, id uuid.UUID) (ArchiveEntry, bool, error) {
+	v, ok, err := get(r, ArchiveName, archiveMsgKey(user, id))
 	if err != nil || !ok {
 		return ArchiveEntry{}, false, err
 	}
@@ -510,6 +438,10 @@ func (a *Archive) Unindexed(ctx context.Context, user jid.JID, after uuid.UUID, 
 // in [from, to], forwards or backwards. Entries of kind w carry only the
 // id; entries of kind x carry the revision but no term.
 func (a *Archive) scan(user string, kind byte, term []byte, from, to uuid.UUID, backwards bool, fn func(ArchiveEntry) (bool, error)) error {
+	return scanIn(a.db.db, user, kind, term, from, to, backwards, fn)
+}
+
+func scanIn(r pebble.Reader, user string, kind byte, term []byte, from, to uuid.UUID, backwards bool, fn func(ArchiveEntry) (bool, error)) error {
 	prefix := dataKey(ArchiveName, append(archivePrefix(kind, user), term...))
 	lower := prefix
 	if from != uuid.Nil {
@@ -522,7 +454,7 @@ func (a *Archive) scan(user string, kind byte, term []byte, from, to uuid.UUID, 
 	if bytes.Compare(lower, upper) >= 0 {
 		return nil
 	}
-	it, err := a.db.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("archive projection: scan: %w", err)
 	}

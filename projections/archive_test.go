@@ -34,7 +34,9 @@ func appendArchive(t *testing.T, store eventstore.Store, stream string, ps ...do
 	}
 }
 
-func archiveCatchUp(t *testing.T, store eventstore.Store, p *Archive) {
+// archiveCatchUp applies what the log holds beyond p's checkpoint, one
+// event per Apply or, if batched, up to 100 at once.
+func archiveCatchUp(t *testing.T, store eventstore.Store, p *Archive, batched bool) {
 	t.Helper()
 	ctx := context.Background()
 	for {
@@ -49,8 +51,14 @@ func archiveCatchUp(t *testing.T, store eventstore.Store, p *Archive) {
 		if len(evs) == 0 {
 			return
 		}
+		if batched {
+			if err := p.Apply(ctx, evs); err != nil {
+				t.Fatalf("apply %d events: %v", len(evs), err)
+			}
+			continue
+		}
 		for _, ev := range evs {
-			if err := p.Apply(ctx, ev); err != nil {
+			if err := p.Apply(ctx, []eventstore.RecordedEvent{ev}); err != nil {
 				t.Fatalf("apply %s: %v", ev.Type, err)
 			}
 		}
@@ -99,7 +107,20 @@ func ids(es []ArchiveEntry) []uuid.UUID {
 	return out
 }
 
+// TestArchiveIndex applies the same log one event at a time and in
+// batches: a batch must read what its earlier events wrote (an id stored
+// and then indexed or forgotten within one batch).
 func TestArchiveIndex(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		name := "one event per batch"
+		if batched {
+			name = "batched"
+		}
+		t.Run(name, func(t *testing.T) { testArchiveIndex(t, batched) })
+	}
+}
+
+func testArchiveIndex(t *testing.T, batched bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	store := openRosterStore(t, dir+"/events")
@@ -112,10 +133,11 @@ func TestArchiveIndex(t *testing.T) {
 		return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
 	}
 	appendArchive(t, store, alice,
-		stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, nil))
+		stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, nil),
+		stored(1, term('b'))) // an id stored twice keeps its first entry
 	appendArchive(t, store, "archive-bob@example.org", stored(9, term('a')))
 	appendArchive(t, store, "roster-alice@example.org", domain.RosterRequestReceived{JID: "x@y.example"})
-	archiveCatchUp(t, store, p)
+	archiveCatchUp(t, store, p, batched)
 
 	v := archiveViewOf(t, p, "alice@example.org")
 	if got := ids(v.All); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(2), archiveID(3), archiveID(4), archiveID(5)}) {
@@ -127,6 +149,9 @@ func TestArchiveIndex(t *testing.T) {
 	}
 	if got := ids(v.WithA); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(4)}) || v.CountA != 2 || v.Count != 5 {
 		t.Fatalf("with a: %v, count %d/%d", got, v.CountA, v.Count)
+	}
+	if got := ids(v.WithB); !reflect.DeepEqual(got, []uuid.UUID{archiveID(2)}) || v.CountB != 1 {
+		t.Fatalf("with b: %v, count %d", got, v.CountB)
 	}
 	if got := ids(v.Pending); !reflect.DeepEqual(got, []uuid.UUID{archiveID(3), archiveID(5)}) || v.Pending[1].Revision != 4 {
 		t.Fatalf("pending: %+v", v.Pending)
@@ -141,7 +166,7 @@ func TestArchiveIndex(t *testing.T) {
 		}},
 		domain.ArchiveForgotten{IDs: []uuid.UUID{archiveID(2)}, Ranges: []domain.ArchiveRange{{From: archiveID(4), To: archiveID(4)}}},
 	)
-	archiveCatchUp(t, store, p)
+	archiveCatchUp(t, store, p, batched)
 	v = archiveViewOf(t, p, "alice@example.org")
 	if got := ids(v.All); !reflect.DeepEqual(got, []uuid.UUID{archiveID(1), archiveID(3), archiveID(5)}) || v.Count != 3 {
 		t.Fatalf("after forgetting: %v, count %d", got, v.Count)
@@ -178,14 +203,14 @@ func TestArchiveIndex(t *testing.T) {
 	if v := archiveViewOf(t, p, "alice@example.org"); len(v.All) != 0 {
 		t.Fatal("reset left entries")
 	}
-	archiveCatchUp(t, store, p)
+	archiveCatchUp(t, store, p, batched)
 	if after := archiveViewOf(t, p, "alice@example.org"); !reflect.DeepEqual(before, after) {
 		t.Fatalf("rebuilt index differs:\n%+v\n%+v", before, after)
 	}
 
 	// Deleting the account drops its index, and only its.
 	appendArchive(t, store, "account-alice@example.org", domain.AccountDeleted{})
-	archiveCatchUp(t, store, p)
+	archiveCatchUp(t, store, p, batched)
 	if v := archiveViewOf(t, p, "alice@example.org"); len(v.All) != 0 || v.Count != 0 || v.CountA != 0 {
 		t.Fatalf("after account deletion: %+v", v)
 	}

@@ -4,10 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"verlauf.im/verlauf/eventstore"
 )
@@ -44,24 +49,101 @@ type skipped struct {
 // may lag behind for events that changed nothing.
 const checkpointEvery = 256
 
-// OpenDB opens (creating if needed) the projection store in dir.
+// OpenDB opens (creating if needed) the projection store in dir. A store
+// written with options this version cannot open (an older counter format)
+// is emptied: projections are derived data, and the Runner rebuilds them
+// from the log.
 func OpenDB(dir string) (*DB, error) {
-	// Projections do a point lookup or two per event (does this id exist,
-	// what is this user's count): bloom filters answer "absent" without
-	// reading a block, and a block cache larger than Pebble's 8 MiB keeps
-	// the present ones in memory. Without both, the archive index spent a
-	// third of the server's CPU in pread under load.
+	// Projections do a point lookup or two per event (does this id exist):
+	// bloom filters answer "absent" without reading a block, and a block
+	// cache larger than Pebble's 8 MiB keeps the present ones in memory.
+	// Without both, the archive index spent a third of the server's CPU in
+	// pread under load.
 	cache := pebble.NewCache(64 << 20)
 	defer cache.Unref()
-	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: 32 << 20}
+	opts := &pebble.Options{Logger: quietLogger{}, Cache: cache, MemTableSize: 32 << 20, Merger: counterMerger()}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	if err := dropIncompatible(dir, opts); err != nil {
+		return nil, fmt.Errorf("projections: open %s: %w", dir, err)
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("projections: open %s: %w", dir, err)
 	}
 	return &DB{db: db, skipped: map[string]skipped{}}, nil
+}
+
+// dropIncompatible empties dir if it holds a store that opts cannot open.
+func dropIncompatible(dir string, opts *pebble.Options) error {
+	desc, err := pebble.Peek(dir, vfs.Default)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !desc.Exists || desc.OptionsFilename == "" {
+		return nil
+	}
+	prev, err := os.ReadFile(desc.OptionsFilename)
+	if err != nil {
+		return err
+	}
+	check := opts.Clone()
+	check.EnsureDefaults()
+	if check.CheckCompatibility(dir, string(prev)) == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// counterMerger adds up counters: 8-byte big-endian two's-complement
+// values, written with Txn.Add as deltas (or with Set as a base). Adding
+// without reading the old value keeps a counter update a blind write; the
+// archive index read its counters back once per message.
+func counterMerger() *pebble.Merger {
+	return &pebble.Merger{
+		Name: "verlauf.counter.v1",
+		Merge: func(_, value []byte) (pebble.ValueMerger, error) {
+			n, err := decodeCounter(value)
+			return &counterSum{n: n}, err
+		},
+	}
+}
+
+type counterSum struct{ n int64 }
+
+func (c *counterSum) MergeNewer(value []byte) error {
+	n, err := decodeCounter(value)
+	c.n += n
+	return err
+}
+
+func (c *counterSum) MergeOlder(value []byte) error { return c.MergeNewer(value) }
+
+func (c *counterSum) Finish(bool) ([]byte, io.Closer, error) {
+	return binary.BigEndian.AppendUint64(nil, uint64(c.n)), nil, nil
+}
+
+// ErrCorruptCounter is returned for a counter that is not 8 bytes.
+var ErrCorruptCounter = errors.New("projections: corrupt counter")
+
+func decodeCounter(v []byte) (int64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w (%d bytes)", ErrCorruptCounter, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
 // Close writes the checkpoints held in memory and closes the store.
@@ -127,7 +209,11 @@ func (d *DB) Checkpoint(proj string) (eventstore.Position, error) {
 
 // Get reads one key of proj.
 func (d *DB) Get(proj string, key []byte) ([]byte, bool, error) {
-	v, closer, err := d.db.Get(dataKey(proj, key))
+	return get(d.db, proj, key)
+}
+
+func get(r pebble.Reader, proj string, key []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(dataKey(proj, key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -137,6 +223,15 @@ func (d *DB) Get(proj string, key []byte) ([]byte, bool, error) {
 	out := append([]byte(nil), v...)
 	closer.Close()
 	return out, true, nil
+}
+
+// Counter reads a counter of proj written with Txn.Add (0 if absent).
+func (d *DB) Counter(proj string, key []byte) (int64, error) {
+	v, ok, err := d.Get(proj, key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	return decodeCounter(v)
 }
 
 // Scan calls fn for every key of proj that starts with prefix, in key order,
@@ -159,60 +254,110 @@ func (d *DB) Scan(proj string, prefix []byte, fn func(key, value []byte) bool) e
 	return nil
 }
 
-// Txn collects the writes of one Apply.
+// Txn collects the writes of one Apply. Its reads see its own writes.
 type Txn struct {
 	proj string
-	b    *pebble.Batch
+	db   *pebble.DB
+	b    *pebble.Batch // made at the first read or write
 }
 
+func (t *Txn) batch() *pebble.Batch {
+	if t.b == nil {
+		t.b = t.db.NewIndexedBatch()
+	}
+	return t.b
+}
+
+// reader is what reads in t go to: the batch over the store.
+func (t *Txn) reader() pebble.Reader { return t.batch() }
+
 // Set writes key=value in the projection's key space.
-func (t *Txn) Set(key, value []byte) error { return t.b.Set(dataKey(t.proj, key), value, nil) }
+func (t *Txn) Set(key, value []byte) error { return t.batch().Set(dataKey(t.proj, key), value, nil) }
 
 // Delete removes key.
-func (t *Txn) Delete(key []byte) error { return t.b.Delete(dataKey(t.proj, key), nil) }
+func (t *Txn) Delete(key []byte) error { return t.batch().Delete(dataKey(t.proj, key), nil) }
 
 // DeletePrefix removes every key that starts with prefix.
 func (t *Txn) DeletePrefix(prefix []byte) error {
 	k := dataKey(t.proj, prefix)
-	return t.b.DeleteRange(k, prefixEnd(k), nil)
+	return t.batch().DeleteRange(k, prefixEnd(k), nil)
+}
+
+// Get reads key, as this transaction has left it.
+func (t *Txn) Get(key []byte) ([]byte, bool, error) { return get(t.reader(), t.proj, key) }
+
+// Add adds delta to the counter at key (see DB.Counter) without reading it.
+func (t *Txn) Add(key []byte, delta int64) error {
+	return t.batch().Merge(dataKey(t.proj, key), binary.BigEndian.AppendUint64(nil, uint64(delta)), nil)
 }
 
 // Update runs fn and commits its writes together with pos as proj's new
 // checkpoint. A nil fn says the event changed nothing in proj: the
 // checkpoint may then stay in memory for a while (see DB).
 func (d *DB) Update(proj string, pos eventstore.Position, fn func(*Txn) error) error {
-	if fn == nil {
+	tx := &Txn{proj: proj, db: d.db}
+	if fn != nil {
+		if err := fn(tx); err != nil {
+			tx.close()
+			return err
+		}
+		tx.batch() // a change, even if it wrote nothing: store the checkpoint
+	}
+	return d.commit(tx, pos, 1)
+}
+
+// Apply folds evs, in order, into proj with fn, and commits what they
+// wrote together with the last event's position as proj's checkpoint: all
+// of it or, on an error, none of it. Events for which fn neither reads nor
+// writes move the checkpoint in memory only (see DB).
+func (d *DB) Apply(proj string, evs []eventstore.RecordedEvent, fn func(*Txn, eventstore.RecordedEvent) error) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	tx := &Txn{proj: proj, db: d.db}
+	for _, ev := range evs {
+		if err := fn(tx, ev); err != nil {
+			tx.close()
+			return fmt.Errorf("%s (%s@%d): %w", ev.Position, ev.Stream, ev.Revision, err)
+		}
+	}
+	return d.commit(tx, evs[len(evs)-1].Position, len(evs))
+}
+
+func (t *Txn) close() {
+	if t.b != nil {
+		t.b.Close()
+	}
+}
+
+// commit writes tx and pos as proj's checkpoint; n is the number of events
+// tx stands for. A tx without a batch changed nothing.
+func (d *DB) commit(tx *Txn, pos eventstore.Position, n int) error {
+	if tx.b == nil {
 		d.mu.Lock()
-		sk := d.skipped[proj]
-		sk.pos, sk.n = pos, sk.n+1
+		sk := d.skipped[tx.proj]
+		sk.pos, sk.n = pos, sk.n+n
 		if sk.n < checkpointEvery {
-			d.skipped[proj] = sk
+			d.skipped[tx.proj] = sk
 			d.mu.Unlock()
 			return nil
 		}
-		delete(d.skipped, proj)
+		delete(d.skipped, tx.proj)
 		d.mu.Unlock()
 	}
-	b := d.db.NewBatch()
+	b := tx.batch()
 	defer b.Close()
-	if fn != nil {
-		if err := fn(&Txn{proj: proj, b: b}); err != nil {
-			return err
-		}
-	}
-	if err := b.Set(checkpointKey(proj), encodeCheckpoint(pos), nil); err != nil {
-		return fmt.Errorf("projections: update %s: %w", proj, err)
+	if err := b.Set(checkpointKey(tx.proj), encodeCheckpoint(pos), nil); err != nil {
+		return fmt.Errorf("projections: update %s: %w", tx.proj, err)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("projections: update %s: %w", proj, err)
+		return fmt.Errorf("projections: update %s: %w", tx.proj, err)
 	}
-	if fn != nil {
-		// Runner applies one event at a time per projection, so no
-		// later skipped position can be lost here.
-		d.mu.Lock()
-		delete(d.skipped, proj)
-		d.mu.Unlock()
-	}
+	// The Runner applies one batch at a time per projection, so no later
+	// skipped position can be lost here.
+	d.mu.Lock()
+	delete(d.skipped, tx.proj)
+	d.mu.Unlock()
 	return nil
 }
 

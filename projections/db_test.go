@@ -1,7 +1,12 @@
 package projections
 
 import (
+	"encoding/binary"
+	"errors"
+	"reflect"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"verlauf.im/verlauf/eventstore"
 )
@@ -81,4 +86,123 @@ func storedCheckpoint(db *DB, proj string) (eventstore.Position, error) {
 		}
 	}()
 	return db.Checkpoint(proj)
+}
+
+// TestCounters checks that Add adds without a read, on top of a Set base
+// and across batches, and that a failed Apply leaves nothing behind.
+func TestCounters(t *testing.T) {
+	db, err := OpenDB(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	k := []byte("n")
+	counter := func() int64 {
+		t.Helper()
+		n, err := db.Counter("p", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := counter(); n != 0 {
+		t.Fatalf("absent counter = %d", n)
+	}
+	steps := []struct {
+		name string
+		fn   func(tx *Txn) error
+		want int64
+	}{
+		{"add", func(tx *Txn) error { return tx.Add(k, 3) }, 3},
+		{"add twice in one batch", func(tx *Txn) error {
+			if err := tx.Add(k, 2); err != nil {
+				return err
+			}
+			return tx.Add(k, -1)
+		}, 4},
+		{"set base", func(tx *Txn) error { return tx.Set(k, binary.BigEndian.AppendUint64(nil, 10)) }, 10},
+		{"add to the base", func(tx *Txn) error { return tx.Add(k, -12) }, -2},
+		{"delete", func(tx *Txn) error { return tx.Delete(k) }, 0},
+		{"add after delete", func(tx *Txn) error { return tx.Add(k, 1) }, 1},
+	}
+	for i, st := range steps {
+		if err := db.Update("p", pos(uint64(i+1)), st.fn); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if n := counter(); n != st.want {
+			t.Fatalf("%s: counter = %d, want %d", st.name, n, st.want)
+		}
+	}
+	// A read inside the batch sees the batch's own additions.
+	evs := []eventstore.RecordedEvent{{Position: pos(20)}, {Position: pos(21)}, {Position: pos(22)}}
+	seen := []int64{}
+	boom := errors.New("boom")
+	err = db.Apply("p", evs, func(tx *Txn, ev eventstore.RecordedEvent) error {
+		if err := tx.Add(k, 5); err != nil {
+			return err
+		}
+		v, _, err := tx.Get(k)
+		if err != nil {
+			return err
+		}
+		n, _ := decodeCounter(v)
+		seen = append(seen, n)
+		if ev.Position == pos(22) {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || !reflect.DeepEqual(seen, []int64{6, 11, 16}) {
+		t.Fatalf("Apply = %v, seen %v; want boom after 6, 11, 16", err, seen)
+	}
+	if n := counter(); n != 1 {
+		t.Fatalf("counter after a failed batch = %d, want 1 (unchanged)", n)
+	}
+	if cp, _ := db.Checkpoint("p"); cp != pos(uint64(len(steps))) {
+		t.Fatalf("checkpoint after a failed batch = %v, want %v", cp, pos(uint64(len(steps))))
+	}
+}
+
+// A projection store written with options this version cannot open (the
+// default merger, before counters were merged) is emptied and rebuilt,
+// not refused.
+func TestOpenDropsIncompatibleStore(t *testing.T) {
+	dir := t.TempDir()
+	old, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Set(checkpointKey("p"), encodeCheckpoint(pos(7)), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Pebble itself refuses it.
+	if db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, Merger: counterMerger()}); err == nil {
+		db.Close()
+		t.Fatal("pebble opened a store of another merger; the test no longer tests anything")
+	}
+	db, err := OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := db.Checkpoint("p"); err != nil || cp != eventstore.Start {
+		t.Fatalf("checkpoint = %v, %v; want the start (rebuild)", cp, err)
+	}
+	if err := db.Update("p", pos(1), func(tx *Txn) error { return tx.Add([]byte("n"), 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The rebuilt store is kept on the next open.
+	db, err = OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n, err := db.Counter("p", []byte("n")); err != nil || n != 1 {
+		t.Fatalf("counter after reopen = %d, %v; want 1", n, err)
+	}
 }

@@ -23,11 +23,12 @@ type Projection interface {
 	Name() string
 	// Checkpoint is the position of the last event applied (Start if none).
 	Checkpoint(ctx context.Context) (eventstore.Position, error)
-	// Apply folds ev into the read model and records ev.Position as the
-	// checkpoint, atomically: after a crash either both are there or
-	// neither. Events the projection does not care about still move the
-	// checkpoint (cheaply: it may batch them).
-	Apply(ctx context.Context, ev eventstore.RecordedEvent) error
+	// Apply folds evs, in log order, into the read model and records the
+	// last one's position as the checkpoint, atomically: after a crash
+	// either all of it is there or none. Events the projection does not
+	// care about still move the checkpoint (cheaply: it may keep it in
+	// memory for a while).
+	Apply(ctx context.Context, evs []eventstore.RecordedEvent) error
 	// Reset drops the read model and the checkpoint, so that the next run
 	// rebuilds from the start of the log.
 	Reset(ctx context.Context) error

@@ -81,24 +81,23 @@ type rosterStoredItem struct {
 
 // Apply implements Projection. Every roster event carries a full snapshot
 // of what it changes, so applying one twice is harmless.
-func (r *Roster) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
-	// Not a roster stream, or one whose name holds no JID (streams of
-	// other concerns may have names SplitStream does not accept): only
-	// the checkpoint moves.
-	if domain.StreamConcern(ev.Stream) != domain.ConcernRoster {
-		return r.db.Update(RosterName, ev.Position, nil)
-	}
-	_, user, err := domain.SplitStream(ev.Stream)
-	if err != nil {
-		return r.db.Update(RosterName, ev.Position, nil)
-	}
-	p, err := domain.Decode(ev.Event)
-	if err != nil {
-		return fmt.Errorf("roster projection: %w", err)
-	}
-	u := user.String()
-	return r.db.Update(RosterName, ev.Position, func(tx *Txn) error {
-		return applyRoster(tx, u, p)
+func (r *Roster) Apply(_ context.Context, evs []eventstore.RecordedEvent) error {
+	return r.db.Apply(RosterName, evs, func(tx *Txn, ev eventstore.RecordedEvent) error {
+		// Not a roster stream, or one whose name holds no JID (streams of
+		// other concerns may have names SplitStream does not accept): only
+		// the checkpoint moves.
+		if domain.StreamConcern(ev.Stream) != domain.ConcernRoster {
+			return nil
+		}
+		_, user, err := domain.SplitStream(ev.Stream)
+		if err != nil {
+			return nil
+		}
+		p, err := domain.Decode(ev.Event)
+		if err != nil {
+			return fmt.Errorf("roster projection: %w", err)
+		}
+		return applyRoster(tx, user.String(), p)
 	})
 }
 

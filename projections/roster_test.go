@@ -88,7 +88,7 @@ func rosterCatchUp(t *testing.T, store eventstore.Store, p *Roster) int {
 			return n
 		}
 		for _, ev := range evs {
-			if err := p.Apply(ctx, ev); err != nil {
+			if err := p.Apply(ctx, []eventstore.RecordedEvent{ev}); err != nil {
 				t.Fatalf("apply %s: %v", ev.Type, err)
 			}
 			n++

@@ -14,12 +14,14 @@ import (
 	"verlauf.im/verlauf/eventstore/bus"
 )
 
-// Runner feeds projections from the log. Each projection gets its own
-// subscription to the bus's log topic, so a slow one does not hold the
-// others back more than the bus's ordering requires, and each skips the
-// events at or before its own checkpoint. The pump starts from the oldest
-// checkpoint, so a freshly reset projection rebuilds while the others catch
-// up from where they were.
+// Runner feeds projections from the log. It takes the bus's log topic
+// once and hands each event to every projection's queue; each projection
+// applies what has queued up since its last turn as one batch (one Pebble
+// commit), so under load the cost of a commit is shared by many events,
+// and a slow projection holds the others back only by the queue's length.
+// Each projection skips the events at or before its own checkpoint: the
+// pump starts from the oldest checkpoint, so a freshly reset projection
+// rebuilds while the others catch up from where they were.
 type Runner struct {
 	store eventstore.Store
 	bus   *bus.Bus
@@ -36,6 +38,10 @@ type Runner struct {
 // position waited for may never be applied.
 var ErrStopped = errors.New("projections: runner stopped")
 
+// maxQueued bounds each projection's queue: the events taken from the bus
+// and not yet applied. A full queue holds the bus, and so the pump.
+const maxQueued = 1024
+
 // NewRunner returns a runner for projs.
 func NewRunner(store eventstore.Store, b *bus.Bus, log *logrus.Entry, projs ...Projection) *Runner {
 	return &Runner{
@@ -49,7 +55,7 @@ func NewRunner(store eventstore.Store, b *bus.Bus, log *logrus.Entry, projs ...P
 	}
 }
 
-// Run subscribes every projection, starts the pump from the oldest
+// Run subscribes to the log topic, starts the pump from the oldest
 // checkpoint and blocks until ctx is done or a projection fails. ready, if
 // not nil, is closed once every projection has caught up with the head of
 // the log as it was when Run started.
@@ -77,13 +83,17 @@ func (r *Runner) Run(ctx context.Context, ready chan<- struct{}) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, p := range r.projs {
-		msgs, err := r.bus.Subscribe(gctx, bus.TopicLog)
-		if err != nil {
-			return fmt.Errorf("projection %s: subscribe: %w", p.Name(), err)
-		}
-		g.Go(func() error { return r.consume(gctx, p, msgs) })
+	msgs, err := r.bus.Subscribe(gctx, bus.TopicLog)
+	if err != nil {
+		return fmt.Errorf("projections: subscribe: %w", err)
 	}
+	queues := make([]*queue, len(r.projs))
+	for i, p := range r.projs {
+		q := newQueue()
+		queues[i] = q
+		g.Go(func() error { return r.consume(gctx, p, q) })
+	}
+	g.Go(func() error { return dispatch(gctx, msgs, queues) })
 	g.Go(func() error {
 		err := bus.Pump(gctx, r.store, r.bus.Publisher, oldest)
 		if errors.Is(err, context.Canceled) {
@@ -107,8 +117,8 @@ func (r *Runner) Run(ctx context.Context, ready chan<- struct{}) error {
 	return err
 }
 
-func (r *Runner) consume(ctx context.Context, p Projection, msgs <-chan *message.Message) error {
-	name := p.Name()
+// dispatch hands every log event from the bus to every queue, in order.
+func dispatch(ctx context.Context, msgs <-chan *message.Message, queues []*queue) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,20 +128,101 @@ func (r *Runner) consume(ctx context.Context, p Projection, msgs <-chan *message
 				return nil
 			}
 			ev, err := bus.DecodeRecorded(m)
+			m.Ack() // a message we cannot read must not stall the bus either
 			if err != nil {
-				m.Ack() // a message we cannot read must not stall the bus
-				return fmt.Errorf("projection %s: %w", name, err)
+				return fmt.Errorf("projections: %w", err)
 			}
-			if cp := r.Applied(name); !cp.Less(ev.Position) {
-				m.Ack()
-				continue
+			for _, q := range queues {
+				if !q.push(ctx, ev) {
+					return nil
+				}
 			}
-			if err := p.Apply(ctx, ev); err != nil {
-				m.Ack()
-				return fmt.Errorf("projection %s: apply %s (%s@%d): %w", name, ev.Position, ev.Stream, ev.Revision, err)
-			}
-			r.setApplied(name, ev.Position)
-			m.Ack()
+		}
+	}
+}
+
+// consume applies what q holds, a batch at a time, until ctx is done.
+func (r *Runner) consume(ctx context.Context, p Projection, q *queue) error {
+	name := p.Name()
+	var evs []eventstore.RecordedEvent
+	for {
+		evs = q.take(ctx, evs[:0])
+		if evs == nil {
+			return nil
+		}
+		cp := r.Applied(name)
+		i := 0
+		for i < len(evs) && !cp.Less(evs[i].Position) {
+			i++
+		}
+		todo := evs[i:]
+		if len(todo) == 0 {
+			continue
+		}
+		if err := p.Apply(ctx, todo); err != nil {
+			return fmt.Errorf("projection %s: apply: %w", name, err)
+		}
+		r.setApplied(name, todo[len(todo)-1].Position)
+	}
+}
+
+// queue is one projection's backlog of events.
+type queue struct {
+	mu   sync.Mutex
+	evs  []eventstore.RecordedEvent
+	more chan struct{} // holds a token while evs may be non-empty
+	room chan struct{} // holds a token after take made room
+}
+
+func newQueue() *queue {
+	return &queue{more: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// push appends ev, waiting while the queue is full; false if ctx ended
+// first.
+func (q *queue) push(ctx context.Context, ev eventstore.RecordedEvent) bool {
+	for {
+		q.mu.Lock()
+		if len(q.evs) < maxQueued {
+			q.evs = append(q.evs, ev)
+			q.mu.Unlock()
+			signal(q.more)
+			return true
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.room:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// take moves everything queued into buf, waiting while there is nothing;
+// nil once ctx has ended.
+func (q *queue) take(ctx context.Context, buf []eventstore.RecordedEvent) []eventstore.RecordedEvent {
+	for {
+		q.mu.Lock()
+		if len(q.evs) > 0 {
+			buf = append(buf, q.evs...)
+			clear(q.evs) // drop the bodies for the GC
+			q.evs = q.evs[:0]
+			q.mu.Unlock()
+			signal(q.room)
+			return buf
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.more:
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }

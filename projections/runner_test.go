@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,9 +25,10 @@ type counter struct {
 	name string
 	db   *projections.DB
 	// failAt makes Apply fail at this many applied events (0: never).
-	failAt int
-	mu     sync.Mutex
-	calls  int
+	failAt  int
+	mu      sync.Mutex
+	calls   int // events seen by Apply
+	batches int // calls of Apply
 }
 
 func (c *counter) Name() string { return c.name }
@@ -34,16 +36,21 @@ func (c *counter) Checkpoint(context.Context) (eventstore.Position, error) {
 	return c.db.Checkpoint(c.name)
 }
 func (c *counter) Reset(context.Context) error { return c.db.Reset(c.name) }
-func (c *counter) Apply(_ context.Context, ev eventstore.RecordedEvent) error {
+func (c *counter) Apply(_ context.Context, evs []eventstore.RecordedEvent) error {
 	c.mu.Lock()
-	c.calls++
-	n := c.calls
+	c.batches++
 	c.mu.Unlock()
-	if c.failAt > 0 && n == c.failAt {
-		return fmt.Errorf("injected failure at %d", n)
-	}
-	return c.db.Update(c.name, ev.Position, func(t *projections.Txn) error {
-		v, _, err := c.db.Get(c.name, []byte(ev.Stream))
+	return c.db.Apply(c.name, evs, func(t *projections.Txn, ev eventstore.RecordedEvent) error {
+		c.mu.Lock()
+		c.calls++
+		n := c.calls
+		c.mu.Unlock()
+		if c.failAt > 0 && n == c.failAt {
+			return fmt.Errorf("injected failure at %d", n)
+		}
+		// Read through the transaction: an earlier event of the same
+		// batch has written this key without committing it yet.
+		v, _, err := t.Get([]byte(ev.Stream))
 		if err != nil {
 			return err
 		}
@@ -223,7 +230,9 @@ func TestRunnerRebuildAfterReset(t *testing.T) {
 	}
 }
 
-// A failing projection ends Run with its error instead of skipping events.
+// A failing event stops the runner, and its batch is not applied: what is
+// stored is a consistent state with the checkpoint of the last batch that
+// committed, before the failing event.
 func TestRunnerStopsOnApplyError(t *testing.T) {
 	e := open(t, t.TempDir())
 	defer e.close()
@@ -236,16 +245,21 @@ func TestRunnerStopsOnApplyError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err := r.Run(ctx, nil)
-	if err == nil || ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "injected failure at 5") {
 		t.Fatalf("Run = %v (ctx %v), want the injected failure", err, ctx.Err())
 	}
-	if got := c.count(t, "a"); got != 4 {
-		t.Fatalf("applied %d before the failure, want 4", got)
+	got := c.count(t, "a")
+	if got >= 5 {
+		t.Fatalf("applied %d events, want fewer than the failing 5th", got)
 	}
 	cp, _ := c.Checkpoint(context.Background())
 	evs, _ := e.store.ReadAll(context.Background(), eventstore.Start, 10)
-	if cp != evs[3].Position {
-		t.Fatalf("checkpoint %v, want the 4th event's %v", cp, evs[3].Position)
+	want := eventstore.Start
+	if got > 0 {
+		want = evs[got-1].Position
+	}
+	if cp != want {
+		t.Fatalf("checkpoint %v with %d events applied, want %v", cp, got, want)
 	}
 }
 
@@ -266,4 +280,43 @@ func TestRunnerWaitForEndsWhenStopped(t *testing.T) {
 	if err := r.WaitFor(ctx, "count", pos); !errors.Is(err, projections.ErrStopped) {
 		t.Fatalf("WaitFor after stop = %v, want ErrStopped", err)
 	}
+}
+
+// A projection slower than the log takes what piled up in its queue as one
+// batch, not one commit per event, and projections that go at different
+// speeds both see every event once.
+func TestRunnerAppliesBacklogInBatches(t *testing.T) {
+	e := open(t, t.TempDir())
+	defer e.close()
+	const n = 3000
+	appendN(t, e.store, "a", n)
+	fast := &counter{name: "fast", db: e.db}
+	slow := &slowCounter{counter: counter{name: "slow", db: e.db}}
+	_, stop := run(t, e, fast, slow)
+	defer stop()
+	for _, c := range []*counter{fast, &slow.counter} {
+		if got := c.count(t, "a"); got != n {
+			t.Fatalf("%s: %d events applied, want %d", c.name, got, n)
+		}
+		c.mu.Lock()
+		calls, batches := c.calls, c.batches
+		c.mu.Unlock()
+		if calls != n {
+			t.Fatalf("%s: Apply saw %d events, want %d", c.name, calls, n)
+		}
+		// The slow one sleeps 2 ms a batch: one event a batch would
+		// take 6 s, and the queue holds many more events by then.
+		if c == &slow.counter && batches > n/4 {
+			t.Fatalf("%s: %d events in %d batches, want at most %d batches", c.name, calls, batches, n/4)
+		}
+	}
+}
+
+// slowCounter takes a while over each batch, so that events pile up in its
+// queue while the other projection keeps going.
+type slowCounter struct{ counter }
+
+func (c *slowCounter) Apply(ctx context.Context, evs []eventstore.RecordedEvent) error {
+	time.Sleep(2 * time.Millisecond)
+	return c.counter.Apply(ctx, evs)
 }

@@ -44,6 +44,10 @@ const (
 	// maxCachedHeads bounds the stream-head cache: about 100 bytes per
 	// entry plus the name.
 	maxCachedHeads = 1 << 16
+	// tailSize is how many of the latest records the store keeps in
+	// memory for subscribers (see tail): a live subscriber is a few
+	// events behind, and a record is a few hundred bytes to a few KiB.
+	tailSize = 1024
 )
 
 // Store is the embedded event store. It is safe for concurrent use.
@@ -67,6 +71,7 @@ type Store struct {
 	// when it outgrows maxCachedHeads.
 	heads map[string]uint64
 	space space
+	tail  tail
 
 	// pub guards the durability watermark and the queue of appends waiting
 	// for their fsync. Lock order: mu, then pub.
@@ -279,6 +284,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		return eventstore.AppendResult{}, s.fail(err)
 	}
 	s.nextSeq = seq
+	for i, e := range entries {
+		s.tail.put(in.last+1-uint64(len(entries)-i), e.rec)
+	}
 	if len(s.heads) >= maxCachedHeads {
 		clear(s.heads)
 	}
@@ -466,14 +474,33 @@ func (s *Store) readAll(ctx context.Context, after uint64, max int, out []events
 	if after >= durable {
 		return out, nil
 	}
+	if out == nil {
+		out = make([]eventstore.RecordedEvent, 0, min(max, readChunk, int(durable-after)))
+	}
+	// A subscriber that keeps up reads from the tail in memory: a Pebble
+	// iterator per wake-up, over every memtable and level, cost the pump
+	// more than the events it read.
+	for max > 0 && after < durable {
+		rec, ok := s.tail.get(after + 1)
+		if !ok {
+			break
+		}
+		re, err := decodeRecord(after+1, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, re)
+		after++
+		max--
+	}
+	if max == 0 || after >= durable {
+		return out, nil
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: logKey(after + 1), UpperBound: logKey(durable + 1)})
 	if err != nil {
 		return nil, fmt.Errorf("embedded: read all: %w", err)
 	}
 	defer it.Close()
-	if out == nil {
-		out = make([]eventstore.RecordedEvent, 0, min(max, readChunk, int(durable-after)))
-	}
 	for ok := it.First(); ok && max > 0; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -535,3 +562,30 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 var _ eventstore.Store = (*Store)(nil)
+
+// tail holds the latest appended records by sequence number, in a ring:
+// slot seq%tailSize holds seq until tailSize later appends replace it.
+// Records are immutable once appended. Readers still never read past the
+// durability watermark; the tail only saves them the trip to Pebble.
+type tail struct {
+	mu    sync.RWMutex
+	slots [tailSize]tailSlot
+}
+
+type tailSlot struct {
+	seq uint64
+	rec []byte
+}
+
+func (t *tail) put(seq uint64, rec []byte) {
+	t.mu.Lock()
+	t.slots[seq%tailSize] = tailSlot{seq: seq, rec: rec}
+	t.mu.Unlock()
+}
+
+func (t *tail) get(seq uint64) ([]byte, bool) {
+	t.mu.RLock()
+	sl := t.slots[seq%tailSize]
+	t.mu.RUnlock()
+	return sl.rec, sl.rec != nil && sl.seq == seq
+}

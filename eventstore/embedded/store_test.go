@@ -3,7 +3,9 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -152,4 +154,63 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
 	})
+}
+
+// Reads of the log go to the in-memory tail for recent records and to
+// Pebble for older ones; wherever a read starts and however the appends
+// were grouped, it returns every record once, in order. A reopened store
+// has an empty tail and reads everything from Pebble.
+func TestReadAllAcrossTheTail(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = tailSize*2 + tailSize/2
+	var bodies []string
+	for len(bodies) < n {
+		// Groups of 1 to 7 events, to streams of three kinds.
+		k := len(bodies)%7 + 1
+		var evs []domain.Event
+		for i := 0; i < k && len(bodies) < n; i++ {
+			b := fmt.Sprintf(`{"n":%d}`, len(bodies))
+			bodies = append(bodies, b)
+			evs = append(evs, event(b))
+		}
+		if _, err := s.Append(ctx, fmt.Sprintf("s-%d", len(bodies)%3), eventstore.Any(), evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *Store, name string) {
+		t.Helper()
+		for _, start := range []uint64{0, 1, tailSize, n - tailSize - 1, n - tailSize, n - tailSize + 1, n - 5, n - 1, n} {
+			var got []string
+			after := eventstore.Position{Commit: start, Prepare: start}
+			for {
+				evs, err := s.ReadAll(ctx, after, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(evs) == 0 {
+					break
+				}
+				for i, ev := range evs {
+					if want := after.Commit + uint64(i) + 1; ev.Position.Commit != want {
+						t.Fatalf("%s, from %d: position %d, want %d", name, start, ev.Position.Commit, want)
+					}
+					got = append(got, string(ev.Body))
+				}
+				after = evs[len(evs)-1].Position
+			}
+			if want := bodies[start:]; !slices.Equal(got, want) {
+				t.Fatalf("%s, from %d: %d records, want %d (first %q)", name, start, len(got), len(want), got[:min(1, len(got))])
+			}
+		}
+	}
+	check(s, "live")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openTest(t, dir), "reopened")
 }
