@@ -113,19 +113,24 @@ func (c *session) SendWait(ctx context.Context, st *stream.Element) bool {
 	}
 	t := time.NewTimer(c.srv.cfg.WriteTimeout)
 	defer t.Stop()
-	select {
-	case c.out.q <- st:
-		c.out.kick()
-		return true
-	case <-ctx.Done():
-		return false
-	case <-c.ctx.Done():
-		return false
-	case <-t.C:
-		c.log.Warn("c2s: send queue full for too long, disconnecting a client that does not read")
-		c.cutOff()
-		return false
+	for !c.out.push(st) {
+		room := c.out.full()
+		if room == nil {
+			continue // an item left between the push and the look
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return false
+		case <-c.ctx.Done():
+			return false
+		case <-t.C:
+			c.log.Warn("c2s: send queue full for too long, disconnecting a client that does not read")
+			c.cutOff()
+			return false
+		}
 	}
+	return true
 }
 
 // Do implements router.Session.

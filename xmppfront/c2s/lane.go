@@ -2,31 +2,34 @@ package c2s
 
 import (
 	"sync"
-	"sync/atomic"
 )
 
 // lane runs fn on each item of a bounded queue, in order, on a goroutine
 // that exists only while the queue holds items. A bound session has two
 // (its send queue and its work queue); most sessions are idle most of the
-// time, and an idle session then holds no goroutine but its reader, and
-// no stack but the reader's.
+// time, and an idle session then holds no goroutine but its reader, no
+// stack but the reader's and no queue buffer at all: the buffer is made by
+// the first push and dropped when the queue runs empty. (Channels of the
+// full length cost every idle session 2.5 KiB.)
 //
 // At most one goroutine runs a lane at a time: running is set by whoever
-// starts one and cleared by that goroutine only once it has seen the queue
-// empty, after which it looks once more, so an item pushed in between is
-// never left without a goroutine.
+// starts one and cleared by that goroutine, under mu, when it finds the
+// queue empty, so an item pushed in between is never left without one.
 type lane[T any] struct {
-	q       chan T
-	fn      func(T)
-	running atomic.Bool
+	fn  func(T)
+	max int
+
+	mu      sync.Mutex
+	q       []T // the queue is q[head:]
+	head    int
+	running bool
+	room    chan struct{} // made by a waiter on a full queue, closed when an item leaves
 	wg      sync.WaitGroup
 }
 
 // newLane returns a lane that is held: items wait until release.
 func newLane[T any](size int, fn func(T)) *lane[T] {
-	l := &lane[T]{q: make(chan T, size), fn: fn}
-	l.running.Store(true)
-	return l
+	return &lane[T]{fn: fn, max: size, running: true}
 }
 
 // release starts running a held lane.
@@ -37,37 +40,71 @@ func (l *lane[T]) release() {
 
 // push queues v without waiting; false if the queue is full.
 func (l *lane[T]) push(v T) bool {
-	select {
-	case l.q <- v:
-	default:
+	l.mu.Lock()
+	if len(l.q)-l.head >= l.max {
+		l.mu.Unlock()
 		return false
 	}
-	l.kick()
+	if l.head > 0 && len(l.q) == cap(l.q) {
+		// Reuse the room of the items already run before growing.
+		n := copy(l.q, l.q[l.head:])
+		clear(l.q[n:])
+		l.q, l.head = l.q[:n], 0
+	}
+	l.q = append(l.q, v)
+	start := !l.running
+	if start {
+		l.running = true
+		l.wg.Add(1)
+	}
+	l.mu.Unlock()
+	if start {
+		go l.run()
+	}
 	return true
 }
 
-// kick starts a goroutine for items just queued, unless one runs.
-func (l *lane[T]) kick() {
-	if l.running.CompareAndSwap(false, true) {
-		l.wg.Add(1)
-		go l.run()
+// full returns a channel that is closed once an item leaves the queue, or
+// nil if the queue has room now.
+func (l *lane[T]) full() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.q)-l.head < l.max {
+		return nil
 	}
+	if l.room == nil {
+		l.room = make(chan struct{})
+	}
+	return l.room
 }
 
 func (l *lane[T]) run() {
 	defer l.wg.Done()
+	var zero T
 	for {
-		select {
-		case v := <-l.q:
-			l.fn(v)
-			continue
-		default:
-		}
-		l.running.Store(false)
-		if len(l.q) == 0 || !l.running.CompareAndSwap(false, true) {
+		l.mu.Lock()
+		if l.head == len(l.q) {
+			l.q, l.head, l.running = nil, 0, false
+			l.mu.Unlock()
 			return
 		}
+		v := l.q[l.head]
+		l.q[l.head] = zero // the item is not kept alive by the buffer
+		l.head++
+		if l.room != nil {
+			close(l.room)
+			l.room = nil
+		}
+		l.mu.Unlock()
+		l.fn(v)
 	}
+}
+
+// idle reports whether no goroutine runs the lane and nothing is queued.
+func (l *lane[T]) idle() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.running && len(l.q) == l.head
 }
 
 // wait returns once the queue is empty and no goroutine runs. The caller

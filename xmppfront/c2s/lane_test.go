@@ -53,8 +53,11 @@ func TestLane(t *testing.T) {
 	if maxActive.Load() != 1 {
 		t.Errorf("%d goroutines ran the lane at once, want 1", maxActive.Load())
 	}
-	if l.running.Load() {
-		t.Error("a goroutine still holds the lane with its queue empty")
+	if !l.idle() {
+		t.Error("a goroutine still holds the lane, or items are left")
+	}
+	if l.q != nil {
+		t.Errorf("an empty lane keeps a buffer of %d items", cap(l.q))
 	}
 }
 
@@ -74,5 +77,34 @@ func TestLaneHeld(t *testing.T) {
 	l.wait()
 	if ran.Load() != 3 {
 		t.Fatalf("after release: ran %d, want 3", ran.Load())
+	}
+}
+
+// TestLaneFull checks the bound: a held lane takes max items, refuses the
+// next, and tells a waiter when running it makes room.
+func TestLaneFull(t *testing.T) {
+	gate := make(chan struct{})
+	l := newLane(3, func(int) { <-gate })
+	for i := range 3 {
+		if !l.push(i) {
+			t.Fatalf("push %d of 3 failed", i)
+		}
+	}
+	if l.push(3) {
+		t.Fatal("a full lane took a fourth item")
+	}
+	room := l.full()
+	if room == nil {
+		t.Fatal("full() = nil on a full lane")
+	}
+	l.release() // the goroutine takes item 0 and blocks in fn
+	<-room
+	if !l.push(3) {
+		t.Fatal("no room after an item left")
+	}
+	close(gate)
+	l.wait()
+	if !l.idle() || l.q != nil {
+		t.Fatal("lane not idle and empty after its items ran")
 	}
 }

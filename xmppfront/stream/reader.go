@@ -55,6 +55,12 @@ type frame struct {
 	nsMark int      // len(ns) before this element's declarations
 }
 
+// readBufferSize is the Reader's buffer. Every connected session holds
+// one, so it is small: under TLS a refill is a copy out of the record
+// tls.Conn has already decrypted, not a system call, and before TLS only
+// the stream header and <starttls/> come through it.
+const readBufferSize = 1024
+
 // NewReader returns a Reader over r with the given limits (zero fields take
 // their defaults).
 func NewReader(r io.Reader, lim Limits) *Reader {
@@ -64,7 +70,7 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 		stanzaLimit: &LimitError{"MaxStanzaSize", lim.MaxStanzaSize},
 		headerLimit: &LimitError{"MaxHeaderSize", lim.MaxHeaderSize},
 	}
-	rd.src.br = bufio.NewReader(r)
+	rd.src.br = bufio.NewReaderSize(r, readBufferSize)
 	rd.Restart()
 	return rd
 }
