@@ -129,13 +129,20 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	filler := fill(t, data, reserve+int64(size(t, 2, 16))<<20)
+	// Alice's and bob's copies are appended side by side; the disk can
+	// cross the reserve between the two. Then alice's copy is kept and
+	// the message reaches bob without his stanza-id (his archive could
+	// not take it, as for carol below), and from then on alice's messages
+	// are refused.
+	crossing := ""
 	for {
 		sid, refused := send()
 		if refused {
 			break
 		}
 		if sid == "" {
-			t.Fatalf("message %d delivered as unarchived although alice keeps history", n)
+			crossing = fmt.Sprintf("full %d ", n)
+			break
 		}
 		acked[sid] = true
 		if !s.Running() {
@@ -186,6 +193,16 @@ func TestDiskFull(t *testing.T) {
 	for sid := range acked {
 		if !inArchive[sid] {
 			t.Fatalf("message %s was acknowledged as archived but is not in bob's archive", sid)
+		}
+	}
+	if crossing != "" {
+		// The message that crossed the reserve is in alice's archive.
+		kept := false
+		for _, m := range mamAll(t, a) {
+			kept = kept || strings.HasPrefix(m.body, crossing)
+		}
+		if !kept {
+			t.Fatalf("message %q reached bob without his stanza-id, and alice's archive lacks it", crossing)
 		}
 	}
 	if !s.Running() {
