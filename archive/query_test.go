@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"mellium.im/xmpp/jid"
 
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/domain/envelope"
@@ -296,6 +297,59 @@ func TestCorruptRecordIsIsolated(t *testing.T) {
 		}
 		if m.Err != nil || !bytes.Contains(m.Stanza, []byte(fmt.Sprint("msg ", i))) {
 			t.Fatalf("record %d next to the corrupt one: %+v", i, m)
+		}
+	}
+}
+
+// StoreCopies keeps one message in both parties' archives, each under its
+// owner's keys, in one append; a copy that cannot be made (an account
+// without keys, a missing id, one user twice) stores neither.
+func TestStoreCopies(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, t.TempDir(), Config{}, nil)
+	alice := newAccount(t, "alice@example.org", "correct horse")
+	bob := newAccount(t, "bob@example.org", "battery staple")
+	for _, a := range []account{alice, bob} {
+		e.provision(a)
+		e.unlock(a)
+	}
+	carol := mustJID(t, "carol@example.org") // no keys
+	at := e.clock.Now()
+	msg := stanza("alice@example.org", "bob@example.org", "both")
+	aliceID, bobID := idAt(at, 1), idAt(at, 2)
+	copies := func(ids ...uuid.UUID) []Copy {
+		return []Copy{
+			{User: alice.jid, Entry: Entry{ID: ids[0], Partner: bob.jid, Direction: domain.DirectionOut, At: at, Stanza: msg}},
+			{User: bob.jid, Entry: Entry{ID: ids[1], Partner: alice.jid, Direction: domain.DirectionIn, At: at, Stanza: msg}},
+		}
+	}
+	refused := []struct {
+		name   string
+		copies []Copy
+	}{
+		{"a copy without an id", copies(aliceID, uuid.Nil)},
+		{"one user twice", append(copies(aliceID, bobID)[:1], Copy{User: alice.jid, Entry: Entry{ID: bobID, Partner: bob.jid, Direction: domain.DirectionOut, At: at, Stanza: msg}})},
+		{"a party without keys", append(copies(aliceID, bobID)[:1], Copy{User: carol, Entry: Entry{ID: bobID, Partner: alice.jid, Direction: domain.DirectionIn, At: at, Stanza: msg}})},
+	}
+	for _, tc := range refused {
+		if err := e.svc.StoreCopies(ctx, tc.copies...); err == nil {
+			t.Fatalf("%s: StoreCopies succeeded", tc.name)
+		}
+		if got, err := e.svc.Query(ctx, alice.jid, Query{}); err != nil || len(got.Messages) != 0 {
+			t.Fatalf("%s: alice's archive holds %d messages (%v), want none", tc.name, len(got.Messages), err)
+		}
+	}
+	if err := e.svc.StoreCopies(ctx, copies(aliceID, bobID)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		owner   account
+		partner jid.JID
+		id      uuid.UUID
+	}{{alice, bob.jid, aliceID}, {bob, alice.jid, bobID}} {
+		got, err := e.svc.Query(ctx, c.owner.jid, Query{With: c.partner})
+		if err != nil || len(got.Messages) != 1 || got.Messages[0].ID != c.id || got.Messages[0].Err != nil {
+			t.Fatalf("%s's archive with %s: %+v, %v; want the message as %s", c.owner.jid, c.partner, got, err, c.id)
 		}
 	}
 }

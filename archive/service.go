@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -256,33 +258,7 @@ func (s *Service) StoreMany(ctx context.Context, user jid.JID, entries ...Entry)
 	evs := make([]domain.Event, 0, len(entries))
 	ids := make([]uuid.UUID, 0, len(entries))
 	for _, e := range entries {
-		id := e.ID
-		if id == uuid.Nil {
-			if id, err = s.NewID(); err != nil {
-				return nil, err
-			}
-		}
-		if id.Version() != 7 {
-			return nil, fmt.Errorf("%w: archive id %s is not a UUIDv7", ErrInvalid, id)
-		}
-		if !e.Direction.Valid() {
-			return nil, fmt.Errorf("%w: direction %d", ErrInvalid, e.Direction)
-		}
-		if e.Partner.Domainpart() == "" {
-			return nil, fmt.Errorf("%w: no partner", ErrInvalid)
-		}
-		partner := e.Partner.Bare().String()
-		plain := domain.SealedMessage{Partner: partner, Direction: e.Direction, At: e.At.UTC(), Stanza: e.Stanza}.Encode()
-		sealed, keyID, err := s.seal(ctx, u, envelope.KindArchive, id, plain)
-		clear(plain)
-		if err != nil {
-			return nil, err
-		}
-		term, err := s.keys.blindIndex(u, partner)
-		if err != nil {
-			return nil, err
-		}
-		ev, err := domain.NewEvent(s.cfg.Clock, domain.ArchiveMessageStored{ArchiveID: id, KeyID: keyID, Sealed: sealed, Index: term})
+		ev, id, err := s.storedEvent(ctx, u, e)
 		if err != nil {
 			return nil, err
 		}
@@ -298,6 +274,96 @@ func (s *Service) StoreMany(ctx context.Context, user jid.JID, entries ...Entry)
 	}
 	s.noteWrite(u, res.Position)
 	return ids, nil
+}
+
+// Copy is one party's copy of a message, for StoreCopies.
+type Copy struct {
+	User  jid.JID
+	Entry Entry // its ID must be set
+}
+
+// StoreCopies archives the copies of one message that its parties keep,
+// each in its owner's archive under the owner's keys, in one append: all
+// are durable or none is, and the message takes one place in the group
+// commit instead of one per party. Each user may appear once.
+func (s *Service) StoreCopies(ctx context.Context, copies ...Copy) error {
+	users := make([]string, len(copies))
+	for i, c := range copies {
+		u, err := bare(c.User)
+		if err != nil {
+			return err
+		}
+		if c.Entry.ID == uuid.Nil {
+			return fmt.Errorf("%w: copy for %s without an archive id", ErrInvalid, u)
+		}
+		users[i] = u
+	}
+	// The gates in one order, so that two messages between the same two
+	// users, going opposite ways, cannot each hold one and wait for the
+	// other behind a writer.
+	order := slices.Clone(users)
+	slices.Sort(order)
+	for i, u := range order {
+		if i > 0 && order[i-1] == u {
+			return fmt.Errorf("%w: two copies for %s", ErrInvalid, u)
+		}
+		g := s.gate(u)
+		g.RLock()
+		defer g.RUnlock()
+	}
+	parts := make([]eventstore.StreamAppend, len(copies))
+	for i, c := range copies {
+		ev, _, err := s.storedEvent(ctx, users[i], c.Entry)
+		if err != nil {
+			return err
+		}
+		parts[i] = eventstore.StreamAppend{Stream: domain.ArchiveStream(c.User), Expected: eventstore.Any(), Events: []domain.Event{ev}}
+	}
+	res, err := s.cfg.Store.AppendMulti(ctx, parts...)
+	if err != nil {
+		return fmt.Errorf("archive: store for %s: %w", strings.Join(users, ", "), err)
+	}
+	for i, u := range users {
+		s.noteWrite(u, res[i].Position)
+	}
+	return nil
+}
+
+// storedEvent seals e for u (a canonical bare JID) into an
+// archive.message_stored event, drawing an id if e has none.
+func (s *Service) storedEvent(ctx context.Context, u string, e Entry) (domain.Event, uuid.UUID, error) {
+	id := e.ID
+	if id == uuid.Nil {
+		var err error
+		if id, err = s.NewID(); err != nil {
+			return domain.Event{}, uuid.Nil, err
+		}
+	}
+	if id.Version() != 7 {
+		return domain.Event{}, uuid.Nil, fmt.Errorf("%w: archive id %s is not a UUIDv7", ErrInvalid, id)
+	}
+	if !e.Direction.Valid() {
+		return domain.Event{}, uuid.Nil, fmt.Errorf("%w: direction %d", ErrInvalid, e.Direction)
+	}
+	if e.Partner.Domainpart() == "" {
+		return domain.Event{}, uuid.Nil, fmt.Errorf("%w: no partner", ErrInvalid)
+	}
+	partner := e.Partner.Bare().String()
+	plain := domain.SealedMessage{Partner: partner, Direction: e.Direction, At: e.At.UTC(), Stanza: e.Stanza}.Encode()
+	sealed, keyID, err := s.seal(ctx, u, envelope.KindArchive, id, plain)
+	clear(plain)
+	if err != nil {
+		return domain.Event{}, uuid.Nil, err
+	}
+	term, err := s.keys.blindIndex(u, partner)
+	if err != nil {
+		return domain.Event{}, uuid.Nil, err
+	}
+	ev, err := domain.NewEvent(s.cfg.Clock, domain.ArchiveMessageStored{ArchiveID: id, KeyID: keyID, Sealed: sealed, Index: term})
+	if err != nil {
+		return domain.Event{}, uuid.Nil, err
+	}
+	return ev, id, nil
 }
 
 func (s *Service) noteWrite(u string, pos eventstore.Position) {

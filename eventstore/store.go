@@ -150,6 +150,13 @@ type AppendResult struct {
 	Position Position
 }
 
+// StreamAppend is one stream's part of an AppendMulti.
+type StreamAppend struct {
+	Stream   string
+	Expected ExpectedRevision
+	Events   []domain.Event
+}
+
 // Direction is the order of a stream read.
 type Direction uint8
 
@@ -171,6 +178,12 @@ type Store interface {
 	// Append adds events to the end of stream if expected holds. With no
 	// events it only checks expected.
 	Append(ctx context.Context, stream string, expected ExpectedRevision, events ...domain.Event) (AppendResult, error)
+
+	// AppendMulti appends to several streams at once: every part's
+	// expected revision is checked first, and then all the events are
+	// durable together or none is. A stream may appear once. The results
+	// are in the order of the parts.
+	AppendMulti(ctx context.Context, appends ...StreamAppend) ([]AppendResult, error)
 
 	// ReadStream returns up to max events of stream starting at revision
 	// from (inclusive), forwards or backwards. Reading backwards from

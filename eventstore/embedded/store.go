@@ -199,29 +199,50 @@ func (s *Store) enter() error {
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...domain.Event) (eventstore.AppendResult, error) {
-	if err := validateStream(stream); err != nil {
+	res, err := s.AppendMulti(ctx, eventstore.StreamAppend{Stream: stream, Expected: expected, Events: events})
+	if err != nil {
 		return eventstore.AppendResult{}, err
+	}
+	return res[0], nil
+}
+
+// AppendMulti implements eventstore.Store: one Pebble batch, one place in
+// the group commit, one wait for the fsync.
+func (s *Store) AppendMulti(ctx context.Context, appends ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
+	for i, a := range appends {
+		if err := validateStream(a.Stream); err != nil {
+			return nil, err
+		}
+		for _, b := range appends[:i] {
+			if b.Stream == a.Stream {
+				return nil, fmt.Errorf("embedded: append: stream %q twice in one append", a.Stream)
+			}
+		}
 	}
 	if err := ctx.Err(); err != nil {
-		return eventstore.AppendResult{}, err
+		return nil, err
 	}
 	if err := s.enter(); err != nil {
-		return eventstore.AppendResult{}, err
+		return nil, err
 	}
 	defer s.life.RUnlock()
 
 	// Encode everything before taking the lock; under it only the
 	// revisions and sequence numbers are patched in.
 	type entry struct{ rec, logKey, streamKey, seq []byte }
-	entries := make([]entry, len(events))
-	size := 0
-	for i, ev := range events {
-		e := &entries[i]
-		e.rec = appendRecord(make([]byte, 0, recordSize(stream, ev)), stream, 0, ev)
-		e.logKey = logKey(0)
-		e.streamKey = streamKey(stream, 0)
-		e.seq = seqValue(0)
-		size += len(e.rec) + len(e.logKey) + len(e.streamKey) + len(e.seq) + 16
+	parts := make([][]entry, len(appends))
+	size, n := 0, 0
+	for i, a := range appends {
+		parts[i] = make([]entry, len(a.Events))
+		for j, ev := range a.Events {
+			e := &parts[i][j]
+			e.rec = appendRecord(make([]byte, 0, recordSize(a.Stream, ev)), a.Stream, 0, ev)
+			e.logKey = logKey(0)
+			e.streamKey = streamKey(a.Stream, 0)
+			e.seq = seqValue(0)
+			size += len(e.rec) + len(e.logKey) + len(e.streamKey) + len(e.seq) + 16
+		}
+		n += len(a.Events)
 	}
 	b := s.db.NewBatchWithSize(size)
 	defer b.Close()
@@ -229,47 +250,59 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	s.mu.Lock()
 	if err := s.failure(); err != nil {
 		s.mu.Unlock()
-		return eventstore.AppendResult{}, err
+		return nil, err
 	}
-	cur, exists, err := s.streamHead(stream)
-	if err != nil {
-		s.mu.Unlock()
-		return eventstore.AppendResult{}, fmt.Errorf("embedded: append to %q: %w", stream, err)
+	res := make([]eventstore.AppendResult, len(appends))
+	revs := make([]uint64, len(appends)) // the first new revision of each stream
+	for i, a := range appends {
+		cur, exists, err := s.streamHead(a.Stream)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("embedded: append to %q: %w", a.Stream, err)
+		}
+		if !a.Expected.Check(cur, exists) {
+			s.mu.Unlock()
+			return nil, &eventstore.ConflictError{Stream: a.Stream, Expected: a.Expected, Actual: cur, Exists: exists}
+		}
+		// A part without events only checks; the head it checked may still
+		// be waiting for its fsync, which is fine: it promises nothing new
+		// is durable.
+		res[i] = eventstore.AppendResult{NextRevision: cur, Position: position(s.durable.Load())}
+		if exists {
+			revs[i] = cur + 1
+		}
 	}
-	if !expected.Check(cur, exists) {
+	if n == 0 {
 		s.mu.Unlock()
-		return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: stream, Expected: expected, Actual: cur, Exists: exists}
-	}
-	if len(events) == 0 {
-		s.mu.Unlock()
-		// Nothing to write; the head we checked may still be waiting for
-		// its fsync, which is fine: we promise nothing new is durable.
-		return eventstore.AppendResult{NextRevision: cur, Position: position(s.durable.Load())}, nil
+		return res, nil
 	}
 	if err := s.space.check(int64(size), time.Now()); err != nil {
 		s.mu.Unlock()
-		return eventstore.AppendResult{}, fmt.Errorf("embedded: append to %q: %w", stream, err)
+		return nil, fmt.Errorf("embedded: append to %q: %w", appends[0].Stream, err)
 	}
-	rev := uint64(0)
-	if exists {
-		rev = cur + 1
-	}
-	seq := s.nextSeq
-	for _, e := range entries {
-		setRecordRevision(e.rec, rev)
-		binary.BigEndian.PutUint64(e.logKey[2:], seq)
-		binary.BigEndian.PutUint64(e.streamKey[len(e.streamKey)-8:], rev)
-		binary.BigEndian.PutUint64(e.seq, seq)
-		if err := b.Set(e.logKey, e.rec, nil); err != nil {
-			s.mu.Unlock()
-			return eventstore.AppendResult{}, err
+	first := s.nextSeq
+	seq := first
+	for i, part := range parts {
+		rev := revs[i]
+		for _, e := range part {
+			setRecordRevision(e.rec, rev)
+			binary.BigEndian.PutUint64(e.logKey[2:], seq)
+			binary.BigEndian.PutUint64(e.streamKey[len(e.streamKey)-8:], rev)
+			binary.BigEndian.PutUint64(e.seq, seq)
+			if err := b.Set(e.logKey, e.rec, nil); err != nil {
+				s.mu.Unlock()
+				return nil, err
+			}
+			if err := b.Set(e.streamKey, e.seq, nil); err != nil {
+				s.mu.Unlock()
+				return nil, err
+			}
+			rev++
+			seq++
 		}
-		if err := b.Set(e.streamKey, e.seq, nil); err != nil {
-			s.mu.Unlock()
-			return eventstore.AppendResult{}, err
+		if len(part) > 0 {
+			res[i] = eventstore.AppendResult{NextRevision: rev - 1, Position: position(seq - 1)}
 		}
-		rev++
-		seq++
 	}
 	in := &inflight{last: seq - 1, visible: make(chan struct{})}
 	s.pub.Lock()
@@ -281,25 +314,31 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	// are synced together by Pebble's WAL writer: that is the group commit.
 	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		s.mu.Unlock()
-		return eventstore.AppendResult{}, s.fail(err)
+		return nil, s.fail(err)
 	}
 	s.nextSeq = seq
-	for i, e := range entries {
-		s.tail.put(in.last+1-uint64(len(entries)-i), e.rec)
+	seq = first
+	for i, part := range parts {
+		for _, e := range part {
+			s.tail.put(seq, e.rec)
+			seq++
+		}
+		if len(part) > 0 {
+			if len(s.heads) >= maxCachedHeads {
+				clear(s.heads)
+			}
+			s.heads[appends[i].Stream] = res[i].NextRevision
+		}
 	}
-	if len(s.heads) >= maxCachedHeads {
-		clear(s.heads)
-	}
-	s.heads[stream] = rev - 1
 	s.mu.Unlock()
 
 	if err := b.SyncWait(); err != nil {
-		return eventstore.AppendResult{}, s.fail(err)
+		return nil, s.fail(err)
 	}
 	if err := s.publish(in); err != nil {
-		return eventstore.AppendResult{}, err
+		return nil, err
 	}
-	return eventstore.AppendResult{NextRevision: rev - 1, Position: position(in.last)}, nil
+	return res, nil
 }
 
 // publish marks in as synced, advances the durability watermark over every

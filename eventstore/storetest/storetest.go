@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) eventstore.Store) {
 	}{
 		{"ExpectedRevision", testExpectedRevision},
 		{"AtomicBatch", testAtomicBatch},
+		{"AppendMulti", testAppendMulti},
 		{"ReadStream", testReadStream},
 		{"ReadAll", testReadAll},
 		{"ConcurrentSameStream", testConcurrentSameStream},
@@ -324,6 +325,65 @@ func testAtomicBatch(t *testing.T, f *fixture) {
 	f.checkStream(stream, first)
 	if got := ids(f.readAllMine()); !sameIDs(got, eventIDs(first)) {
 		t.Errorf("ReadAll holds %v, want only the first batch %v", got, eventIDs(first))
+	}
+}
+
+// testAppendMulti: the parts land together, one after the other in the
+// log, each at its own stream's revisions; one part's conflict or a
+// stream named twice writes nothing at all; a part without events only
+// checks.
+func testAppendMulti(t *testing.T, f *fixture) {
+	a, b, c := f.stream("multi-a"), f.stream("multi-b"), f.stream("multi-c")
+	a0 := f.events(2)
+	f.append(a, eventstore.NoStream(), a0...)
+	a1, b1 := f.events(1), f.events(3)
+	res, err := f.s.AppendMulti(f.ctx,
+		eventstore.StreamAppend{Stream: a, Expected: eventstore.Exact(1), Events: a1},
+		eventstore.StreamAppend{Stream: b, Expected: eventstore.NoStream(), Events: b1},
+		eventstore.StreamAppend{Stream: c, Expected: eventstore.NoStream()},
+	)
+	if err != nil {
+		t.Fatalf("AppendMulti: %v", err)
+	}
+	if len(res) != 3 || res[0].NextRevision != 2 || res[1].NextRevision != 2 {
+		t.Fatalf("AppendMulti results %+v, want next revisions 2 and 2", res)
+	}
+	f.checkStream(a, append(append([]domain.Event{}, a0...), a1...))
+	f.checkStream(b, b1)
+	f.checkStream(c, nil)
+	mine := f.readAllMine()
+	if got, want := ids(mine), eventIDs(append(append(append([]domain.Event{}, a0...), a1...), b1...)); !sameIDs(got, want) {
+		t.Fatalf("ReadAll holds %v, want %v", got, want)
+	}
+	if res[0].Position != mine[2].Position || res[1].Position != mine[5].Position {
+		t.Errorf("positions %v and %v, want those of each part's last event, %v and %v", res[0].Position, res[1].Position, mine[2].Position, mine[5].Position)
+	}
+
+	cases := []struct {
+		name  string
+		parts []eventstore.StreamAppend
+		check func(error)
+	}{
+		{"one part conflicts", []eventstore.StreamAppend{
+			{Stream: c, Expected: eventstore.Any(), Events: f.events(1)},
+			{Stream: a, Expected: eventstore.NoStream(), Events: f.events(1)},
+		}, func(err error) { checkConflict(t, err, a, 3) }},
+		{"a stream twice", []eventstore.StreamAppend{
+			{Stream: c, Expected: eventstore.Any(), Events: f.events(1)},
+			{Stream: c, Expected: eventstore.Any(), Events: f.events(1)},
+		}, func(err error) {
+			if err == nil {
+				t.Error("AppendMulti took one stream twice")
+			}
+		}},
+	}
+	for _, tc := range cases {
+		_, err := f.s.AppendMulti(f.ctx, tc.parts...)
+		tc.check(err)
+		f.checkStream(c, nil)
+		if got := f.readAllMine(); len(got) != len(mine) {
+			t.Fatalf("%s: the log holds %d of our events, want %d: nothing of a refused AppendMulti", tc.name, len(got), len(mine))
+		}
 	}
 }
 

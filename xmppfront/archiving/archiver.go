@@ -10,8 +10,8 @@
 // appends the sealed copy to the party's archive stream. The router calls
 // it on the sender's worker before delivery, and delivers once the appends
 // are durable: a message that carries a stanza-id is in the archive. The
-// two parties' appends run concurrently, so the sender waits about one
-// group-committed fsync, not two.
+// two parties' copies are one append (archive.Service.StoreCopies), so
+// the sender waits for one group-committed fsync.
 //
 // Bodies are never logged, at any level: logs name the user and the error.
 package archiving
@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"mellium.im/xmpp/jid"
 
+	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/xmppfront/router"
 	"verlauf.im/verlauf/xmppfront/stanza"
@@ -39,6 +39,7 @@ type Archive interface {
 	NewID() (uuid.UUID, error)
 	Prefs(ctx context.Context, user jid.JID) (domain.ArchivePrefs, error)
 	StoreWithID(ctx context.Context, id uuid.UUID, user, partner jid.JID, stanza []byte, dir domain.Direction, at time.Time) error
+	StoreCopies(ctx context.Context, copies ...archive.Copy) error
 }
 
 // Roster says whether a contact is in a user's roster, for the "roster"
@@ -140,16 +141,7 @@ func (a *Archiver) Archive(ctx context.Context, m *router.Message) error {
 			raws[i] = m.For(s.user).AppendStanza(nil, stanza.NSClient)
 		}
 	}
-	var wg sync.WaitGroup
-	for i, s := range kept[1:] {
-		if s.err == nil {
-			wg.Go(func() { s.err = a.cfg.Archive.StoreWithID(ctx, s.id, s.user, s.partner, raws[i+1], s.dir, at) })
-		}
-	}
-	if s := kept[0]; s.err == nil {
-		s.err = a.cfg.Archive.StoreWithID(ctx, s.id, s.user, s.partner, raws[0], s.dir, at)
-	}
-	wg.Wait()
+	a.store(ctx, kept, raws, at)
 	var refuse error
 	for _, s := range kept {
 		if s.err == nil {
@@ -171,6 +163,36 @@ func (a *Archiver) Archive(ctx context.Context, m *router.Message) error {
 		}
 	}
 	return refuse
+}
+
+// store appends the kept copies. Both parties' copies go in one append,
+// so the message waits for one fsync, not for two appends that may fall
+// into two consecutive fsyncs. If that append fails, each copy is tried
+// alone, so that one party's trouble (its keys, its part of the disk)
+// does not cost the other its archive; on a full disk both fail again.
+func (a *Archiver) store(ctx context.Context, kept []*side, raws [][]byte, at time.Time) {
+	var copies []archive.Copy
+	var sides []*side
+	for i, s := range kept {
+		if s.err == nil {
+			copies = append(copies, archive.Copy{User: s.user, Entry: archive.Entry{ID: s.id, Partner: s.partner, Direction: s.dir, At: at, Stanza: raws[i]}})
+			sides = append(sides, s)
+		}
+	}
+	if len(copies) > 1 {
+		err := a.cfg.Archive.StoreCopies(ctx, copies...)
+		if err == nil || ctx.Err() != nil {
+			for _, s := range sides {
+				s.err = err
+			}
+			return
+		}
+		a.log.WithError(err).Debug("archiving: storing the copies together failed; trying each alone")
+	}
+	for i, s := range sides {
+		e := copies[i].Entry
+		s.err = a.cfg.Archive.StoreWithID(ctx, s.id, s.user, e.Partner, e.Stanza, e.Direction, at)
+	}
 }
 
 // local reports whether j is a local user, who may have an archive.

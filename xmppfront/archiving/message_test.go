@@ -333,6 +333,7 @@ func TestArchiveFailure(t *testing.T) {
 		wantBounce  bool
 		wantAliceIn bool
 	}{
+		{"neither full", "", false, true},
 		{"sender's archive full", "archive-alice@example.test", true, false},
 		{"recipient's archive full", "archive-bob@example.test", false, true},
 	}
@@ -359,9 +360,20 @@ func TestArchiveFailure(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("bob got %d stanzas", len(got))
 			}
+			bobsID := false
 			for c := range got[0].Children() {
-				if c.Name.Local == "stanza-id" && c.Attr("by") == "bob@example.test" {
-					t.Fatalf("bob's copy carries a stanza-id although it was not archived: %s", got[0])
+				bobsID = bobsID || c.Name.Local == "stanza-id" && c.Attr("by") == "bob@example.test"
+			}
+			if bobsID != (tt.failing == "") {
+				t.Fatalf("bob's copy carries his stanza-id: %v, although his archive failed: %v: %s", bobsID, tt.failing != "", got[0])
+			}
+			if tt.failing == "" {
+				// Both copies in one append, and nothing else.
+				if n := len(w.archived("bob")); n != 1 {
+					t.Fatalf("bob's archive holds %d messages", n)
+				}
+				if w.disk.appends["together"] != 1 || w.disk.appends["single"] != 0 {
+					t.Fatalf("archive appends %v, want both copies together once", w.disk.appends)
 				}
 			}
 			if n := len(w.archived("alice")); (n == 1) != tt.wantAliceIn {

@@ -92,6 +92,7 @@ func (r rosterSet) Item(_ context.Context, user, contact jid.JID) (domain.Roster
 // offline features wired as cmd wires them. Users alice, bob and carol
 // exist and have keys.
 type world struct {
+	disk     fullDisk // with worldOptions.failAppends
 	t        testing.TB
 	ctx      context.Context
 	svc      *archive.Service
@@ -115,13 +116,41 @@ type worldOptions struct {
 type fullDisk struct {
 	eventstore.Store
 	streams map[string]bool
+	// appends counts the appends to archive streams: "single" and
+	// "together" (one AppendMulti for several streams).
+	appends map[string]int
+}
+
+func (f fullDisk) count(kind string, streams ...string) {
+	for _, s := range streams {
+		if strings.HasPrefix(s, "archive-") {
+			f.appends[kind]++
+			return
+		}
+	}
 }
 
 func (f fullDisk) Append(ctx context.Context, stream string, exp eventstore.ExpectedRevision, evs ...domain.Event) (eventstore.AppendResult, error) {
+	f.count("single", stream)
 	if f.streams[stream] {
 		return eventstore.AppendResult{}, fmt.Errorf("test: append to %s: %w", stream, syscall.ENOSPC)
 	}
 	return f.Store.Append(ctx, stream, exp, evs...)
+}
+
+// AppendMulti fails as a whole if any stream's append would.
+func (f fullDisk) AppendMulti(ctx context.Context, parts ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
+	var streams []string
+	for _, p := range parts {
+		streams = append(streams, p.Stream)
+	}
+	f.count("together", streams...)
+	for _, p := range parts {
+		if f.streams[p.Stream] {
+			return nil, fmt.Errorf("test: append to %s: %w", p.Stream, syscall.ENOSPC)
+		}
+	}
+	return f.Store.AppendMulti(ctx, parts...)
 }
 
 func newWorld(t testing.TB, opts worldOptions) *world {
@@ -163,7 +192,8 @@ func newWorld(t testing.TB, opts worldOptions) *world {
 	keys := archive.NewKeys(ks, nil)
 	var archStore eventstore.Store = store
 	if opts.failAppends != nil {
-		archStore = fullDisk{Store: store, streams: opts.failAppends}
+		w.disk = fullDisk{Store: store, streams: opts.failAppends, appends: map[string]int{}}
+		archStore = w.disk
 	}
 	w.svc, err = archive.New(archive.Config{
 		Store: archStore, KeyStore: ks, Index: index, Waiter: runner,

@@ -38,6 +38,10 @@ func (s *memStore) Append(_ context.Context, stream string, expected eventstore.
 	return res, nil
 }
 
+func (s *memStore) AppendMulti(context.Context, ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
+	return nil, errors.New("memStore: AppendMulti not needed by these tests")
+}
+
 func (s *memStore) ReadStream(_ context.Context, stream string, from uint64, dir eventstore.Direction, max int) ([]eventstore.RecordedEvent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -348,6 +348,22 @@ type flipStore struct {
 }
 
 func (f flipStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...domain.Event) (eventstore.AppendResult, error) {
+	if err := f.flip(events); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return f.Store.Append(ctx, stream, expected, events...)
+}
+
+func (f flipStore) AppendMulti(ctx context.Context, parts ...eventstore.StreamAppend) ([]eventstore.AppendResult, error) {
+	for _, p := range parts {
+		if err := f.flip(p.Events); err != nil {
+			return nil, err
+		}
+	}
+	return f.Store.AppendMulti(ctx, parts...)
+}
+
+func (f flipStore) flip(events []domain.Event) error {
 	for i, ev := range events {
 		if ev.Type != domain.TypeArchiveMessageStored {
 			continue
@@ -357,14 +373,14 @@ func (f flipStore) Append(ctx context.Context, stream string, expected eventstor
 		}
 		var body domain.ArchiveMessageStored
 		if err := json.Unmarshal(ev.Body, &body); err != nil {
-			return eventstore.AppendResult{}, err
+			return err
 		}
 		body.Sealed[len(body.Sealed)-20] ^= 0x01
 		b, err := json.Marshal(body)
 		if err != nil {
-			return eventstore.AppendResult{}, err
+			return err
 		}
 		events[i].Body = b
 	}
-	return f.Store.Append(ctx, stream, expected, events...)
+	return nil
 }
