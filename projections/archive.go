@@ -42,8 +42,9 @@ const ArchiveName = "archive"
 //	n <user>                 number of messages (counter, see DB.Counter)
 //	c <user> 0 <term>        number of messages with that partner (counter)
 //
-// The counters are added to blindly (Txn.Add), so archiving a message
-// reads nothing but whether its id is there already.
+// The counters are kept with Txn.Add from a cache of their committed
+// values, so archiving a message usually reads nothing but whether its id
+// is there already.
 type Archive struct {
 	db *DB
 }

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -120,10 +119,18 @@ func TestCounters(t *testing.T) {
 			}
 			return tx.Add(k, -1)
 		}, 4},
-		{"set base", func(tx *Txn) error { return tx.Set(k, binary.BigEndian.AppendUint64(nil, 10)) }, 10},
-		{"add to the base", func(tx *Txn) error { return tx.Add(k, -12) }, -2},
+		{"below zero", func(tx *Txn) error { return tx.Add(k, -6) }, -2},
 		{"delete", func(tx *Txn) error { return tx.Delete(k) }, 0},
-		{"add after delete", func(tx *Txn) error { return tx.Add(k, 1) }, 1},
+		{"add after delete", func(tx *Txn) error { return tx.Add(k, 3) }, 3},
+		{"delete and add in one batch", func(tx *Txn) error {
+			if err := tx.Add(k, 4); err != nil {
+				return err
+			}
+			if err := tx.DeletePrefix(nil); err != nil {
+				return err
+			}
+			return tx.Add(k, 1)
+		}, 1},
 	}
 	for i, st := range steps {
 		if err := db.Update("p", pos(uint64(i+1)), st.fn); err != nil {
@@ -160,6 +167,13 @@ func TestCounters(t *testing.T) {
 	}
 	if cp, _ := db.Checkpoint("p"); cp != pos(uint64(len(steps))) {
 		t.Fatalf("checkpoint after a failed batch = %v, want %v", cp, pos(uint64(len(steps))))
+	}
+	// The failed batch left the cache alone too.
+	if err := db.Update("p", pos(30), func(tx *Txn) error { return tx.Add(k, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(); n != 2 {
+		t.Fatalf("counter after a failed batch and an add = %d, want 2", n)
 	}
 }
 

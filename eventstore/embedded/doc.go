@@ -51,6 +51,8 @@
 // (A single committer goroutine gathering appends into one batch is the
 // other classic design; Pebble's pipeline already does the gathering, and
 // BenchmarkAppend against BenchmarkEngine shows what the store adds to it.)
+// AppendMulti is the same path with several streams in one batch: the
+// archive keeps both parties' copies of a message with one append.
 //
 // Pebble makes a batch visible to its readers before the fsync finishes.
 // The store therefore keeps its own durability watermark: the highest
@@ -70,8 +72,12 @@
 // switch-over at which an event could be skipped or delivered twice. The
 // wake-up channel is taken before each read, so an append published
 // between the read and the wait still wakes the subscriber. Appends never
-// wait for subscribers: a slow one just reads further behind, from the
-// memtable or block cache while it is close, from disk when it lags.
+// wait for subscribers: a slow one just reads further behind. The latest
+// records (tailSize) are also kept in memory by sequence number, so a
+// subscriber that keeps up reads them from there; one that lags reads
+// Pebble (memtable, block cache, disk). A Pebble iterator per wake-up,
+// over every memtable and level, cost the pump more than the events it
+// read.
 //
 // # Crash safety
 //

@@ -8,13 +8,13 @@ import (
 
 // SubscribeAll implements eventstore.Store.
 //
-// The subscription has a single path: it always reads the log from Pebble,
+// The subscription has a single path: it always reads the log (readAll),
 // in chunks, up to the durability watermark, and when it has caught up it
 // sleeps until the watermark moves. There is no separate live feed to
 // switch to, so nothing can fall between catch-up and live, nothing is
 // delivered twice, and a slow handler holds up nobody but itself: appends
-// never wait for subscribers. Recent events are served from Pebble's
-// memtable and block cache, so a live subscriber does not touch the disk.
+// never wait for subscribers. Recent events come from the store's tail in
+// memory, older ones from Pebble.
 func (s *Store) SubscribeAll(ctx context.Context, after eventstore.Position, h eventstore.Handler) error {
 	next := after.Commit
 	buf := make([]eventstore.RecordedEvent, 0, readChunk)
