@@ -267,11 +267,12 @@ type Txn struct {
 	proj string
 	d    *DB
 	b    *pebble.Batch // made at the first read or write
-	// counts are the counters this batch wrote, by full key; stale is set
-	// by DeletePrefix, after which the DB's cache is not consulted and is
-	// dropped at commit.
-	counts map[string]int64
-	stale  bool
+	// counts are the counters this batch wrote, by full key, and dropped
+	// the keys it deleted; stale is set by DeletePrefix, after which the
+	// DB's cache is not consulted, and is dropped whole at commit.
+	counts  map[string]int64
+	dropped map[string]bool
+	stale   bool
 }
 
 func (t *Txn) batch() *pebble.Batch {
@@ -290,10 +291,11 @@ func (t *Txn) Set(key, value []byte) error { return t.batch().Set(dataKey(t.proj
 // Delete removes key.
 func (t *Txn) Delete(key []byte) error {
 	k := dataKey(t.proj, key)
-	if t.counts != nil {
-		delete(t.counts, string(k))
+	delete(t.counts, string(k))
+	if t.dropped == nil {
+		t.dropped = map[string]bool{}
 	}
-	t.stale = true // key may be a cached counter
+	t.dropped[string(k)] = true // it may be a cached counter
 	return t.batch().Delete(k, nil)
 }
 
@@ -315,7 +317,7 @@ func (t *Txn) Get(key []byte) ([]byte, bool, error) { return get(t.reader(), t.p
 func (t *Txn) Add(key []byte, delta int64) error {
 	k := dataKey(t.proj, key)
 	n, ok := t.counts[string(k)]
-	if !ok && !t.stale {
+	if !ok && !t.stale && !t.dropped[string(k)] {
 		t.d.mu.Lock()
 		n, ok = t.d.counts[string(k)]
 		t.d.mu.Unlock()
@@ -410,6 +412,9 @@ func (d *DB) commit(tx *Txn, pos eventstore.Position, n int) error {
 	delete(d.skipped, tx.proj)
 	if tx.stale || len(d.counts)+len(tx.counts) > maxCachedCounts {
 		clear(d.counts)
+	}
+	for k := range tx.dropped {
+		delete(d.counts, k)
 	}
 	for k, n := range tx.counts {
 		d.counts[k] = n

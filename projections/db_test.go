@@ -122,7 +122,16 @@ func TestCounters(t *testing.T) {
 		{"below zero", func(tx *Txn) error { return tx.Add(k, -6) }, -2},
 		{"delete", func(tx *Txn) error { return tx.Delete(k) }, 0},
 		{"add after delete", func(tx *Txn) error { return tx.Add(k, 3) }, 3},
-		{"delete and add in one batch", func(tx *Txn) error {
+		{"add, delete and add in one batch", func(tx *Txn) error {
+			if err := tx.Add(k, 2); err != nil {
+				return err
+			}
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+			return tx.Add(k, 5)
+		}, 5},
+		{"delete a range and add in one batch", func(tx *Txn) error {
 			if err := tx.Add(k, 4); err != nil {
 				return err
 			}
