@@ -149,15 +149,13 @@ func (a *Archive) apply(tx *Txn, ev eventstore.RecordedEvent) error {
 	default:
 		return nil
 	}
-	_, user, err := domain.SplitStream(ev.Stream)
-	if err != nil {
-		return nil
-	}
-	p, err := domain.Decode(ev.Event)
+	u, p, ok, err := userEvent(ev)
 	if err != nil {
 		return fmt.Errorf("archive projection: %w", err)
 	}
-	u := user.String()
+	if !ok {
+		return nil
+	}
 	switch e := p.(type) {
 	case domain.ArchiveMessageStored:
 		return a.applyStored(tx, u, ev.Revision, e)

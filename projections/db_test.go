@@ -55,13 +55,7 @@ func TestCheckpointOfUnchangedEvents(t *testing.T) {
 	if err := db.Update("p", pos(last), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err = OpenDB(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = reopen(t, db, dir)
 	defer db.Close()
 	if cp, err := db.Checkpoint("p"); err != nil || cp != pos(last) {
 		t.Fatalf("checkpoint after Close and reopen = %v, %v; want %v", cp, err, pos(last))
@@ -216,16 +210,23 @@ func TestOpenDropsIncompatibleStore(t *testing.T) {
 	if err := db.Update("p", pos(1), func(tx *Txn) error { return tx.Add([]byte("n"), 1) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// The rebuilt store is kept on the next open.
-	db, err = OpenDB(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = reopen(t, db, dir)
 	defer db.Close()
 	if n, err := db.Counter("p", []byte("n")); err != nil || n != 1 {
 		t.Fatalf("counter after reopen = %d, %v; want 1", n, err)
 	}
+}
+
+// reopen closes db and opens its directory again.
+func reopen(t *testing.T, db *DB, dir string) *DB {
+	t.Helper()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenDB(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

@@ -14,6 +14,7 @@ package projections
 import (
 	"context"
 
+	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore"
 )
 
@@ -32,4 +33,20 @@ type Projection interface {
 	// Reset drops the read model and the checkpoint, so that the next run
 	// rebuilds from the start of the log.
 	Reset(ctx context.Context) error
+}
+
+// userEvent reads the user a per-user stream belongs to and decodes the
+// event. ok is false for a stream whose name holds no JID (streams of
+// other concerns may have names SplitStream does not accept): such an
+// event only moves the checkpoint.
+func userEvent(ev eventstore.RecordedEvent) (user string, p domain.Payload, ok bool, err error) {
+	_, u, err := domain.SplitStream(ev.Stream)
+	if err != nil {
+		return "", nil, false, nil
+	}
+	p, err = domain.Decode(ev.Event)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return u.String(), p, true, nil
 }

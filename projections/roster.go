@@ -83,21 +83,17 @@ type rosterStoredItem struct {
 // of what it changes, so applying one twice is harmless.
 func (r *Roster) Apply(_ context.Context, evs []eventstore.RecordedEvent) error {
 	return r.db.Apply(RosterName, evs, func(tx *Txn, ev eventstore.RecordedEvent) error {
-		// Not a roster stream, or one whose name holds no JID (streams of
-		// other concerns may have names SplitStream does not accept): only
-		// the checkpoint moves.
 		if domain.StreamConcern(ev.Stream) != domain.ConcernRoster {
 			return nil
 		}
-		_, user, err := domain.SplitStream(ev.Stream)
-		if err != nil {
-			return nil
-		}
-		p, err := domain.Decode(ev.Event)
+		user, p, ok, err := userEvent(ev)
 		if err != nil {
 			return fmt.Errorf("roster projection: %w", err)
 		}
-		return applyRoster(tx, user.String(), p)
+		if !ok {
+			return nil
+		}
+		return applyRoster(tx, user, p)
 	})
 }
 
