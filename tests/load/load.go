@@ -143,8 +143,8 @@ func (u *user) sendMsg(to string, id uint64, now time.Time) error {
 	return u.c.send(fmt.Sprintf(`<message type='chat' to='%s' id='m%d'><body>load %d %d</body></message>`, to, id, id, now.UnixNano()))
 }
 
-// Run performs the whole run.
-func Run(ctx context.Context, cfg Config) (Report, error) {
+// withDefaults fills the fields left zero.
+func (cfg Config) withDefaults() Config {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
@@ -157,6 +157,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Drain <= 0 {
 		cfg.Drain = 5 * time.Second
 	}
+	return cfg
+}
+
+// Run performs the whole run.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	cfg = cfg.withDefaults()
 	rep := Report{Users: cfg.Users}
 	if cfg.Register {
 		fmt.Fprintf(cfg.Log, "registering %d users\n", cfg.Users)

@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,18 +137,7 @@ func span(lo, hi int) string {
 // RunMAM fills one user's archive and times queries on it. The report is
 // returned with the error when the run got that far.
 func RunMAM(ctx context.Context, cfg Config, mc MAMConfig) (MAMReport, error) {
-	if cfg.Log == nil {
-		cfg.Log = io.Discard
-	}
-	if cfg.LoginConcurrency <= 0 {
-		cfg.LoginConcurrency = 50
-	}
-	if cfg.Window <= 0 {
-		cfg.Window = 4
-	}
-	if cfg.Drain <= 0 {
-		cfg.Drain = 5 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	if mc.Partners <= 0 {
 		mc.Partners = 4
 	}
