@@ -215,6 +215,12 @@ start_ejabberd() { # dir
 
 # stop_server stops the measured process first (ejabberd's VM shuts down
 # on TERM), then any wrapper.
+# drop_data DIR removes a stopped server's data and keeps its logs, unless
+# KEEP is set.
+drop_data() {
+	[[ -n $KEEP ]] || find "$1" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name logs -exec rm -rf {} +
+}
+
 stop_server() {
 	local pid
 	stop_pid "$SERVER_PID"
@@ -293,7 +299,7 @@ for ((run = 1; run <= RUNS; run++)); do
 			say "$s failed to start (run $run)"
 		fi
 		stop_server
-		[[ -n $KEEP ]] || find "$d" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name logs -exec rm -rf {} +
+		drop_data "$d"
 	done
 done
 
@@ -313,7 +319,7 @@ if ((MAM_MESSAGES > 0)); then
 			say "$s failed to start (MAM)"
 		fi
 		stop_server
-		[[ -n $KEEP ]] || find "$d" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name logs -exec rm -rf {} +
+		drop_data "$d"
 	done
 fi
 
