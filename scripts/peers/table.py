@@ -123,6 +123,11 @@ def main():
     if "verlauf" in servers:
         head += [f"verlauf/{names.get(p, p)}" for p in peers]
     table = []
+
+    def add(line):
+        """Appends a row, padded to the header's width."""
+        table.append(line + [""] * (len(head) - len(line)))
+
     for title, key, source, fmt, higher in rows:
         vals = {s: med(s, key, source) for s in servers}
         line = [title + (" ↑" if higher else " ↓")]
@@ -139,11 +144,11 @@ def main():
 
     line = ["lost / duplicated / errors (all runs)"]
     line += [f"{total(s, 'lost')} / {total(s, 'dups')} / {total(s, 'errors')}" for s in servers]
-    table.append(line + [""] * (len(head) - len(line)))
+    add(line)
     line = ["login errors (all runs)"] + [str(total(s, "login_errors")) for s in servers]
-    table.append(line + [""] * (len(head) - len(line)))
+    add(line)
     line = ["messages checked (all runs)"] + [str(total(s, "sent")) for s in servers]
-    table.append(line + [""] * (len(head) - len(line)))
+    add(line)
 
     # History on: one user's archive after the run on a fresh server.
     line = ["archive of one user: held / sent+received"]
@@ -159,7 +164,7 @@ def main():
         notes = {r.get("archive_note") for r in rate_runs[s] if r.get("archive_note")}
         cells += sorted(notes)
         line.append(", ".join(cells) or "–")
-    table.append(line + [""] * (len(head) - len(line)))
+    add(line)
 
     if with_mam:
         # The MAM archive: what the fill delivered and what the archive
@@ -178,11 +183,11 @@ def main():
                     cell += f" {r['mam_note']}"
                 cells.append(cell)
             line.append(", ".join(cells) or "failed")
-        table.append(line + [""] * (len(head) - len(line)))
+        add(line)
         line = ["MAM fill lost / duplicated / errors"]
         line += [" ".join(f"{r.get('mam_lost', '?')} / {r.get('mam_dups', '?')} / {r.get('mam_errors', '?')}"
                           for r in mam[s]) or "–" for s in servers]
-        table.append(line + [""] * (len(head) - len(line)))
+        add(line)
         line = ["MAM queries: answered (errors) newest / middle / with"]
         for s in servers:
             cells = []
@@ -192,7 +197,7 @@ def main():
                 notes = [r.get(f"mam_{k}_note") for k in ("newest", "middle", "with")] + [r.get("mam_query_note")]
                 cells += sorted({n for n in notes if n})
             line.append(", ".join(cells) or "–")
-        table.append(line + [""] * (len(head) - len(line)))
+        add(line)
 
     widths = [max(len(str(row[i])) for row in [head] + table) for i in range(len(head))]
     out = [
