@@ -344,21 +344,6 @@ func (t *Txn) Add(key []byte, delta int64) error {
 	return t.batch().Set(k, binary.BigEndian.AppendUint64(nil, uint64(n)), nil)
 }
 
-// Update runs fn and commits its writes together with pos as proj's new
-// checkpoint. A nil fn says the event changed nothing in proj: the
-// checkpoint may then stay in memory for a while (see DB).
-func (d *DB) Update(proj string, pos eventstore.Position, fn func(*Txn) error) error {
-	tx := &Txn{proj: proj, d: d}
-	if fn != nil {
-		if err := fn(tx); err != nil {
-			tx.close()
-			return err
-		}
-		tx.batch() // a change, even if it wrote nothing: store the checkpoint
-	}
-	return d.commit(tx, pos, 1)
-}
-
 // Apply folds evs, in order, into proj with fn, and commits what they
 // wrote together with the last event's position as proj's checkpoint: all
 // of it or, on an error, none of it. Events for which fn neither reads nor

@@ -22,7 +22,7 @@ func TestCheckpointOfUnchangedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := uint64(1); i <= 10; i++ {
-		if err := db.Update("p", pos(i), nil); err != nil {
+		if err := update(db, "p", pos(i), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,7 +34,7 @@ func TestCheckpointOfUnchangedEvents(t *testing.T) {
 		t.Fatalf("stored checkpoint = %v, %v; want none yet", stored, err)
 	}
 	// A change writes state and checkpoint together.
-	if err := db.Update("p", pos(11), func(tx *Txn) error { return tx.Set([]byte("k"), []byte("v")) }); err != nil {
+	if err := update(db, "p", pos(11), func(tx *Txn) error { return tx.Set([]byte("k"), []byte("v")) }); err != nil {
 		t.Fatal(err)
 	}
 	if stored, err := storedCheckpoint(db, "p"); err != nil || stored != pos(11) {
@@ -44,7 +44,7 @@ func TestCheckpointOfUnchangedEvents(t *testing.T) {
 	last := uint64(11)
 	for range checkpointEvery {
 		last++
-		if err := db.Update("p", pos(last), nil); err != nil {
+		if err := update(db, "p", pos(last), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +52,7 @@ func TestCheckpointOfUnchangedEvents(t *testing.T) {
 		t.Fatalf("stored checkpoint after %d unchanged events = %v, %v; want %v", checkpointEvery, stored, err, pos(last))
 	}
 	last++
-	if err := db.Update("p", pos(last), nil); err != nil {
+	if err := update(db, "p", pos(last), nil); err != nil {
 		t.Fatal(err)
 	}
 	db = reopen(t, db, dir)
@@ -136,7 +136,7 @@ func TestCounters(t *testing.T) {
 		}, 1},
 	}
 	for i, st := range steps {
-		if err := db.Update("p", pos(uint64(i+1)), st.fn); err != nil {
+		if err := update(db, "p", pos(uint64(i+1)), st.fn); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		if n := counter(); n != st.want {
@@ -172,7 +172,7 @@ func TestCounters(t *testing.T) {
 		t.Fatalf("checkpoint after a failed batch = %v, want %v", cp, pos(uint64(len(steps))))
 	}
 	// The failed batch left the cache alone too.
-	if err := db.Update("p", pos(30), func(tx *Txn) error { return tx.Add(k, 1) }); err != nil {
+	if err := update(db, "p", pos(30), func(tx *Txn) error { return tx.Add(k, 1) }); err != nil {
 		t.Fatal(err)
 	}
 	if n := counter(); n != 2 {
@@ -207,7 +207,7 @@ func TestOpenDropsIncompatibleStore(t *testing.T) {
 	if cp, err := db.Checkpoint("p"); err != nil || cp != eventstore.Start {
 		t.Fatalf("checkpoint = %v, %v; want the start (rebuild)", cp, err)
 	}
-	if err := db.Update("p", pos(1), func(tx *Txn) error { return tx.Add([]byte("n"), 1) }); err != nil {
+	if err := update(db, "p", pos(1), func(tx *Txn) error { return tx.Add([]byte("n"), 1) }); err != nil {
 		t.Fatal(err)
 	}
 	// The rebuilt store is kept on the next open.
@@ -229,4 +229,15 @@ func reopen(t *testing.T, db *DB, dir string) *DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// update applies one event at p to proj with fn (nil: an event that
+// changes nothing in proj).
+func update(db *DB, proj string, p eventstore.Position, fn func(*Txn) error) error {
+	return db.Apply(proj, []eventstore.RecordedEvent{{Position: p}}, func(tx *Txn, _ eventstore.RecordedEvent) error {
+		if fn == nil {
+			return nil
+		}
+		return fn(tx)
+	})
 }
