@@ -374,6 +374,18 @@ func (s *Service) noteWrite(u string, pos eventstore.Position) {
 	s.mu.Unlock()
 }
 
+// WaitIndexed returns when the index holds everything this node has
+// written to user's archive so far. Queries wait so by themselves; an
+// import calls it so that it reports done only when what it wrote can be
+// found (the index of a large import trails its appends by a minute).
+func (s *Service) WaitIndexed(ctx context.Context, user jid.JID) error {
+	u, err := bare(user)
+	if err != nil {
+		return err
+	}
+	return s.waitIndex(ctx, u)
+}
+
 // waitIndex waits until the index holds this node's last write for u.
 func (s *Service) waitIndex(ctx context.Context, u string) error {
 	if s.cfg.Waiter == nil {

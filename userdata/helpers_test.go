@@ -31,6 +31,7 @@ type env struct {
 	keys     *archive.Keys
 	ks       *keystore.Store
 	archive  *archive.Service
+	index    *projections.Archive
 	accounts *accounts.Service
 	runner   *projections.Runner
 }
@@ -69,6 +70,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatalf("runner: %v", err)
 	}
 	e.ks = ks
+	e.index = index
 	e.keys = archive.NewKeys(ks, nil)
 	if e.archive, err = archive.New(archive.Config{Store: e.store, KeyStore: ks, Index: index, Waiter: e.runner}, e.keys); err != nil {
 		t.Fatal(err)

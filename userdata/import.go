@@ -841,6 +841,11 @@ func (im *importer) write(u *userData, create bool) (UserReport, error) {
 		if err == nil {
 			err = flush()
 		}
+		if err == nil {
+			// Done means the user can find it: a MAM query right after
+			// the import would otherwise wait for the index itself.
+			err = d.Archive.WaitIndexed(ctx, u.jid)
+		}
 		if err != nil {
 			return rep, err
 		}

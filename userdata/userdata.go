@@ -55,6 +55,7 @@ type Archive interface {
 	Prefs(ctx context.Context, user jid.JID) (domain.ArchivePrefs, error)
 	SetPrefs(ctx context.Context, user jid.JID, def domain.ArchiveMode, always, never []jid.JID) (domain.ArchivePrefs, error)
 	StoreMany(ctx context.Context, user jid.JID, entries ...archive.Entry) ([]uuid.UUID, error)
+	WaitIndexed(ctx context.Context, user jid.JID) error
 	Queue(ctx context.Context, user jid.JID, stanza []byte) (uuid.UUID, error)
 }
 

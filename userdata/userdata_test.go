@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"verlauf.im/verlauf/archive"
 	"verlauf.im/verlauf/domain"
 	"verlauf.im/verlauf/eventstore"
+	"verlauf.im/verlauf/projections"
 )
 
 const alicePW = "correct horse battery staple"
@@ -419,5 +421,36 @@ func TestImportWrongPassword(t *testing.T) {
 	}
 	if e.head() != before {
 		t.Error("something was written")
+	}
+}
+
+// TestImportSearchableWhenDone: the index of an import trails its appends,
+// and Import returns only when the index has caught up, so a count read
+// straight from the index (which, unlike a MAM query, does not wait)
+// holds every imported message.
+func TestImportSearchableWhenDone(t *testing.T) {
+	const n = 5000
+	e := newEnv(t)
+	var b strings.Builder
+	b.WriteString("<server-data xmlns='urn:xmpp:pie:0'><host jid='example.org'><user name='alice' password='pw'>" +
+		"<archive xmlns='urn:xmpp:pie:0#mam'>")
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		fmt.Fprintf(&b, "<result xmlns='urn:xmpp:mam:2'><forwarded xmlns='urn:xmpp:forward:0'>"+
+			"<delay xmlns='urn:xmpp:delay' stamp='%s'/><message xmlns='jabber:client' from='alice@example.org/a' "+
+			"to='bob@example.com' type='chat'><body>%d</body></message></forwarded></result>",
+			at.Add(time.Duration(i)*time.Second).Format(time.RFC3339), i)
+	}
+	b.WriteString("</archive></user></host></server-data>")
+	ctx := context.Background()
+	if _, err := Import(ctx, strings.NewReader(b.String()), e.deps(), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.index.Count(ctx, mustJID(t, "alice@example.org"), projections.ArchiveRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n {
+		t.Fatalf("the index holds %d of %d imported messages when Import returns", got, n)
 	}
 }
