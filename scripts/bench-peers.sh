@@ -10,20 +10,29 @@
 #
 #   make bench-peers                         # 1 000 users, 3 runs
 #   USERS=10000 RUNS=3 DURATION=10s make bench-peers
-#   MAM_MESSAGES=1000000 make bench-peers    # the archive of 1 M messages
+#   RUNS=0 make bench-peers                  # only the MAM run
 #
-# After the runs, each server gets one MAM run on a fresh instance: one
-# user's archive is filled through the protocol (the user chats with
-# MAM_PARTNERS partners, every message checked as delivered, the archive
-# size checked against what was delivered), then the newest page of 50, a
-# page from the middle and a `with` query are timed MAM_QUERIES times each.
-# Issue 5 asks for an archive of 1 M messages; MAM_MESSAGES=1000000 does
-# that. The default of 100 000 keeps the whole script under half an hour
-# on a 2-core machine: verlauf and Prosody (memory store) fill ~700-1100
-# msg/s, but ejabberd's mnesia archive (a dets bag per user) costs more
-# per message the larger the archive grows (~700 msg/s empty, ~5 msg/s at
-# 14 000), so MAM_FILL_TIMEOUT bounds each fill and the table shows how
-# far a server got; its queries then run on what it holds.
+# After the runs, each server gets one MAM run on a fresh instance. One
+# user's archive is seeded with MAM_SEED messages (1 M) through each
+# server's own import path, then MAM_MESSAGES more are exchanged through
+# the protocol (the user chats with MAM_PARTNERS partners, every message
+# checked as delivered, the archive size checked against what was
+# delivered), then the newest page of 50, a page from the middle and a
+# `with` query are timed MAM_QUERIES times each. The seeds are the same
+# messages in each server's form (scripts/peers/mamseed.py):
+#   verlauf   `verlauf import` of a XEP-0227 file into the running server
+#             (sealed and indexed as any archived message; the import
+#             returns when the history is searchable)
+#   Prosody   mod_bench_mam_seed appends through Prosody's storage API to
+#             the memory store mod_mam uses, as mod_mam would, at start
+#   ejabberd  COPY into its SQL archive in a throwaway PostgreSQL
+#             (scripts/peers/pgsql.sh): ejabberd's default mnesia archive
+#             is a dets bag per user that costs more per message the more
+#             it holds (~700 msg/s empty, ~5 msg/s at 14 000) and cannot
+#             take 1 M, so for this run ejabberd keeps MAM in PostgreSQL,
+#             as a large deployment would; the chat runs keep mnesia.
+# Seeding takes ~2 min (verlauf), ~9 min (Prosody) and ~1 min (ejabberd)
+# here; MAM_SEED=0 fills through the protocol alone.
 #
 # Settings (environment):
 #   USERS=1000        load users per server
@@ -33,11 +42,14 @@
 #   SERVERS="verlauf prosody ejabberd"
 #   LOGIN_CONCURRENCY=50, WINDOW=4 (messages in flight per user at saturation)
 #   SERVER_CPU=0, TOOL_CPU=1   cores for taskset
-#   PORT=25222        first of the loopback ports used (PORT..PORT+2, PORT+77);
+#   PORT=25222        first of the loopback ports used (PORT..PORT+2, PORT+77,
+#                     PORT+78 for ejabberd's PostgreSQL);
 #                     below the ephemeral range, so that the load tool cannot
 #                     connect a socket to itself while a server starts
 #   KEEP=1            keep the work folder (logs, configs, raw reports)
-#   MAM_MESSAGES=100000  messages in the MAM archive (0: no MAM run)
+#   MAM_SEED=1000000     messages seeded into the MAM archive before the fill
+#   MAM_MESSAGES=10000   messages exchanged through the protocol on top
+#                        (MAM_SEED=0 MAM_MESSAGES=0: no MAM run)
 #   MAM_QUERIES=100      repetitions of each MAM query kind
 #   MAM_PARTNERS=4, MAM_WINDOW=16 (messages in flight per sender in the fill)
 #   MAM_FILL_TIMEOUT=8m   stop a fill after this long (0: no limit); the
@@ -56,7 +68,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 PORT=${PORT:-25222}
 KEEP=${KEEP:-}
-MAM_MESSAGES=${MAM_MESSAGES:-100000}
+MAM_SEED=${MAM_SEED:-1000000}
+MAM_MESSAGES=${MAM_MESSAGES:-10000}
 MAM_QUERIES=${MAM_QUERIES:-100}
 MAM_PARTNERS=${MAM_PARTNERS:-4}
 MAM_WINDOW=${MAM_WINDOW:-16}
@@ -65,6 +78,8 @@ MAM_QUERY_TIME=${MAM_QUERY_TIME:-3m}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS="$ROOT/scripts/peers"
+# shellcheck source=peers/pgsql.sh
+source "$PEERS/pgsql.sh"
 GO=${GO:-go}
 
 say() { printf 'bench-peers: %s\n' "$*" >&2; }
@@ -79,6 +94,11 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 command -v setpriv >/dev/null || need_pkgs+=(util-linux)
+if ((MAM_SEED > 0)) && [[ " $SERVERS " == *" ejabberd "* ]]; then
+	# ejabberd's MAM archive at 1 M messages lives in PostgreSQL.
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pkgs+=(postgresql)
+	dpkg-query -W -f '${Status}' erlang-p1-pgsql 2>/dev/null | grep -q 'ok installed' || need_pkgs+=(erlang-p1-pgsql)
+fi
 if ((${#need_pkgs[@]})); then
 	[[ $(id -u) == 0 ]] || die "missing ${need_pkgs[*]}: run as root, or apt-get install them first"
 	say "installing ${need_pkgs[*]}"
@@ -169,7 +189,7 @@ start_prosody() { # dir
 	local d=$1
 	SERVER_PORT=$((PORT + 1))
 	mkdir -p "$d/data"
-	cp "$WORK"/localhost.{crt,key} "$d/"
+	cp "$WORK"/localhost.{crt,key} "$PEERS/mod_bench_mam_seed.lua" "$d/"
 	fill "$PEERS/prosody.cfg.lua" "$d/prosody.cfg.lua" "$d" "$SERVER_PORT"
 	chown -R prosody: "$d"
 	# setpriv keeps the raised open-files limit (su and runuser would
@@ -188,6 +208,10 @@ start_ejabberd() { # dir
 	cat "$WORK/localhost.crt" "$WORK/localhost.key" >"$d/localhost.pem"
 	fill "$PEERS/ejabberd.yml" "$d/ejabberd.yml" "$d" "$SERVER_PORT"
 	fill "$PEERS/ejabberdctl.cfg" "$d/ejabberdctl.cfg" "$d" "$SERVER_PORT"
+	if [[ -n ${EJABBERD_SQL_PORT:-} ]]; then # the MAM archive in PostgreSQL
+		sed -i 's/^    db_type: mnesia$/    db_type: sql/' "$d/ejabberd.yml"
+		sed "s#@PGPORT@#$EJABBERD_SQL_PORT#g" "$PEERS/ejabberd-sql.yml" >>"$d/ejabberd.yml"
+	fi
 	chown -R ejabberd: "$d"
 	# ejabberdctl as root would switch user with su, which drops the open-
 	# files limit to 1024 (ejabberd then dies near 1000 connections).
@@ -305,21 +329,103 @@ done
 
 # --- MAM at scale --------------------------------------------------------------
 
+# seed PHASE SERVER DIR: each server's share of seeding its MAM archive, in
+# the phase where its import path works: "before" the server starts,
+# "started" (the process runs, the port may not be open yet) and "ready".
+# The time of the import itself goes to results/SERVER.mam.seed.
+SEED_START=0
+seed() {
+	local phase=$1 s=$2 d=$3 i
+	((MAM_SEED > 0)) || return 0
+	case $phase/$s in
+	before/verlauf)
+		seed_file xep0227 "$d/mam-seed.xml"
+		;;
+	ready/verlauf)
+		seed_clock start
+		taskset -c "$TOOL_CPU" "$BIN" import --config "$d/verlauf.toml" "$d/mam-seed.xml" \
+			>"$d/import.log" 2>&1 || { say "verlauf import failed, see $d/import.log"; return 1; }
+		seed_clock stop "$s" "verlauf import of a XEP-0227 file, until searchable"
+		rm -f "$d/mam-seed.xml"
+		;;
+	before/prosody)
+		seed_file prosody "$d/mam-seed.tsv" || return 1
+		seed_clock start
+		;;
+	started/prosody)
+		# mod_bench_mam_seed appends at start and then writes .done.
+		for ((i = 0; i < 36000; i++)); do
+			[[ -e $d/mam-seed.tsv.done ]] && break
+			kill -0 "$SERVER_PID" 2>/dev/null || { say "prosody exited while seeding"; return 1; }
+			sleep 0.1
+		done
+		[[ -e $d/mam-seed.tsv.done ]] || { say "prosody did not seed within an hour"; return 1; }
+		seed_clock stop "$s" "mod_bench_mam_seed: archive:append at start, from process start"
+		rm -f "$d/mam-seed.tsv"
+		;;
+	before/ejabberd)
+		seed_file pgsql "$d.pgsql" || return 1
+		local pg=$WORK/ejabberd-mam-pgsql
+		EJABBERD_SQL_PORT=$((PORT + 78))
+		start_pgsql "$pg" "$EJABBERD_SQL_PORT" || {
+			[[ -z $PGSQL_PID ]] || LIVE[$PGSQL_PID]=postgres
+			return 1
+		}
+		LIVE[$PGSQL_PID]=postgres
+		# On the server's core, as the server's own store would be; the
+		# backends it forks for ejabberd inherit the postmaster's mask.
+		for i in $PGSQL_PID $(pgrep -P "$PGSQL_PID"); do
+			taskset -p -c "$SERVER_CPU" "$i" >/dev/null
+		done
+		seed_clock start
+		pgsql_copy_archive "$pg" "$EJABBERD_SQL_PORT" "$d.pgsql" >"$pg/copy.log" 2>&1 ||
+			{ say "COPY into ejabberd's archive failed, see $pg/copy.log"; return 1; }
+		seed_clock stop "$s" "PostgreSQL COPY and VACUUM ANALYZE into ejabberd's SQL archive"
+		rm -f "$d.pgsql"
+		;;
+	esac
+}
+
+seed_file() { # format file
+	python3 "$PEERS/mamseed.py" "$1" "$MAM_SEED" mam0 localhost "$MAM_PARTNERS" load-password "$2"
+}
+
+seed_clock() { # start | stop server how
+	if [[ $1 == start ]]; then
+		SEED_START=$EPOCHREALTIME
+	else
+		awk -v n="$MAM_SEED" -v t0="$SEED_START" -v t1="$EPOCHREALTIME" -v how="$3" \
+			'BEGIN { printf "mam seed          %d messages in %.1fs: %s\n", n, t1 - t0, how }' \
+			>"$WORK/results/$2.mam.seed"
+	fi
+}
+
 # One run per server on a fresh instance, after all the other runs so that
 # a large archive cannot weigh on them.
-if ((MAM_MESSAGES > 0)); then
+if ((MAM_SEED + MAM_MESSAGES > 0)); then
 	for s in $SERVERS; do
 		d="$WORK/$s-mam"
 		mkdir -p "$d"
-		say "MAM: $s, $MAM_MESSAGES messages, $MAM_QUERIES queries of each kind"
-		"start_$s" "$d"
-		if wait_ready "$s" "$d"; then
-			mam_bench "$WORK/results/$s.mam"
+		say "MAM: $s, $MAM_SEED messages seeded, $MAM_MESSAGES through the protocol, $MAM_QUERIES queries of each kind"
+		if seed before "$s" "$d"; then
+			"start_$s" "$d"
+			if seed started "$s" "$d" && wait_ready "$s" "$d" && seed ready "$s" "$d"; then
+				mam_bench "$WORK/results/$s.mam"
+			else
+				say "$s failed to start or to seed (MAM)"
+			fi
+			stop_server
 		else
-			say "$s failed to start (MAM)"
+			say "$s: seeding failed (MAM)"
 		fi
-		stop_server
+		# PostgreSQL, if ejabberd's archive was in it.
+		for pid in "${!LIVE[@]}"; do
+			stop_pid "$pid"
+			unset "LIVE[$pid]"
+		done
+		unset EJABBERD_SQL_PORT
 		drop_data "$d"
+		[[ -n $KEEP ]] || rm -rf "$WORK/ejabberd-mam-pgsql" "$d.pgsql"
 	done
 fi
 
@@ -329,4 +435,4 @@ VERSIONS="verlauf=$(cd "$ROOT" && git describe --tags --always --dirty 2>/dev/nu
 VERSIONS+=" prosody=$(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?')"
 VERSIONS+=" ejabberd=$(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo '?')"
 python3 "$PEERS/table.py" "$WORK/results" "$SERVERS" "$USERS" "$RUNS" "$DURATION" "$RATE" "$VERSIONS" \
-	"$MAM_MESSAGES" "$MAM_QUERIES"
+	"$MAM_MESSAGES" "$MAM_QUERIES" "$MAM_SEED"

@@ -9,8 +9,12 @@ log = { warn = "@DIR@/prosody.log" }
 -- deployment has them; no s2s, no HTTP, no rate limits (mod_limits off).
 modules_enabled = {
 	"roster"; "saslauth"; "tls"; "disco"; "carbons"; "ping";
-	"register"; "mam"; "posix";
+	"register"; "mam"; "posix"; "bench_mam_seed";
 }
+-- The MAM run's archive is seeded through mod_bench_mam_seed (copied here
+-- by bench-peers.sh); without the seed file it does nothing.
+plugin_paths = { "@DIR@" }
+bench_mam_seed = "@DIR@/mam-seed.tsv"
 modules_disabled = { "s2s" }
 
 c2s_interfaces = { "127.0.0.1" }

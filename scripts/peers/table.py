@@ -1,9 +1,10 @@
 """The table of `make bench-peers`: medians over runs of the reports
 `verlauf bench` wrote, one column per server, and verlauf/peer ratios.
 
-Usage: table.py RESULTS_DIR "SERVERS" USERS RUNS DURATION RATE "VERSIONS" [MAM_MESSAGES MAM_QUERIES]
+Usage: table.py RESULTS_DIR "SERVERS" USERS RUNS DURATION RATE "VERSIONS" [MAM_MESSAGES MAM_QUERIES MAM_SEED]
 
-The MAM rows come from SERVER.*.mam, the reports of `verlauf bench -mam-fill`.
+The MAM rows come from SERVER.mam, the report of `verlauf bench -mam-fill`,
+and SERVER.mam.seed, the time bench-peers.sh took to seed the archive.
 """
 
 import glob
@@ -47,6 +48,8 @@ def parse(path):
     if m := re.search(r"holds (-?\d+) messages, sent\+received in this run (\d+)(?: \((.*)\))?", text):
         r["archived"], r["expected"], r["archive_note"] = int(m[1]), int(m[2]), m[3] or ""
     # The MAM run.
+    if m := re.search(r"^mam seed\s+(\d+) messages in ([\d.]+)s: (.*)$", text, re.M):
+        r["mam_seeded"], r["mam_seed_s"], r["mam_seed_how"] = int(m[1]), float(m[2]), m[3]
     if m := re.search(r"^mam fill\s+.*, (\d+) requested: sent (\d+), delivered (\d+), lost (-?\d+), duplicated (\d+), errors (\d+)",
                       text, re.M):
         (r["mam_requested"], r["mam_sent"], r["mam_delivered"], r["mam_lost"], r["mam_dups"],
@@ -81,7 +84,7 @@ def median(values):
 
 def main():
     results, servers, users, runs, duration, rate, versions = sys.argv[1:8]
-    mam_messages, mam_queries = (sys.argv[8:10] + ["0", "0"])[:2]
+    mam_messages, mam_queries, mam_seed = (sys.argv[8:11] + ["0", "0", "0"])[:3]
     servers = servers.split()
     versions = dict(v.split("=", 1) for v in versions.split())
     names = {"verlauf": "verlauf", "prosody": "Prosody", "ejabberd": "ejabberd"}
@@ -91,14 +94,17 @@ def main():
     for s in servers:
         sat[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.*.sat")))]
         rate_runs[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.*.rate")))]
-        mam[s] = [parse(p) for p in sorted(glob.glob(os.path.join(results, f"{s}.mam")))]
-    with_mam = int(mam_messages) > 0
+        mam[s] = [{**parse(p), **parse(p + ".seed")}
+                  for p in sorted(glob.glob(os.path.join(results, f"{s}.mam")))]
+    with_mam = int(mam_messages) + int(mam_seed) > 0
 
     def med(s, key, source):
         return median([r.get(key) for r in source[s]])
 
+    # RUNS=0 runs only the MAM run: no chat rows then.
+    chat = int(runs) > 0
     # (title, key, source, format, higher is better)
-    rows = [
+    rows = [] if not chat else [
         ("logins/s (client keys cached)", "logins", sat, "{:.0f}", True),
         ("logins/s, first login (tool runs PBKDF2)", "first_logins", sat, "{:.0f}", True),
         ("delivered msg/s at saturation", "msgs", sat, "{:.0f}", True),
@@ -109,6 +115,7 @@ def main():
     ]
     if with_mam:
         rows += [
+            (f"MAM seed of {int(mam_seed):,} messages (s)", "mam_seed_s", mam, "{:.0f}", False),
             ("MAM fill through the protocol (msg/s)", "mam_rate", mam, "{:.0f}", True),
             ("MAM newest page of 50, p50 (ms)", "mam_newest_p50", mam, "{:.2f}", False),
             ("MAM newest page of 50, p99 (ms)", "mam_newest_p99", mam, "{:.2f}", False),
@@ -138,33 +145,34 @@ def main():
                 line.append(f"{v / pv:.2f}" if v is not None and pv else "–")
         table.append(line)
 
-    # Correctness, summed over every measurement: these must be zero.
-    def total(s, key):
-        return sum(r.get(key, 0) for r in sat[s] + rate_runs[s])
+    if chat:
+        # Correctness, summed over every measurement: these must be zero.
+        def total(s, key):
+            return sum(r.get(key, 0) for r in sat[s] + rate_runs[s])
 
-    line = ["lost / duplicated / errors (all runs)"]
-    line += [f"{total(s, 'lost')} / {total(s, 'dups')} / {total(s, 'errors')}" for s in servers]
-    add(line)
-    line = ["login errors (all runs)"] + [str(total(s, "login_errors")) for s in servers]
-    add(line)
-    line = ["messages checked (all runs)"] + [str(total(s, "sent")) for s in servers]
-    add(line)
+        line = ["lost / duplicated / errors (all runs)"]
+        line += [f"{total(s, 'lost')} / {total(s, 'dups')} / {total(s, 'errors')}" for s in servers]
+        add(line)
+        line = ["login errors (all runs)"] + [str(total(s, "login_errors")) for s in servers]
+        add(line)
+        line = ["messages checked (all runs)"] + [str(total(s, "sent")) for s in servers]
+        add(line)
 
-    # History on: one user's archive after the run on a fresh server.
-    line = ["archive of one user: held / sent+received"]
-    for s in servers:
-        cells = []
-        for r in rate_runs[s]:
-            if "archived" not in r:
-                continue
-            cell = f"{r['archived']}/{r['expected']}" if r["archived"] >= 0 else "?"
-            if r["archived"] == 0:
-                cell += " (archives nothing)"
-            cells.append(cell)
-        notes = {r.get("archive_note") for r in rate_runs[s] if r.get("archive_note")}
-        cells += sorted(notes)
-        line.append(", ".join(cells) or "–")
-    add(line)
+        # History on: one user's archive after the run on a fresh server.
+        line = ["archive of one user: held / sent+received"]
+        for s in servers:
+            cells = []
+            for r in rate_runs[s]:
+                if "archived" not in r:
+                    continue
+                cell = f"{r['archived']}/{r['expected']}" if r["archived"] >= 0 else "?"
+                if r["archived"] == 0:
+                    cell += " (archives nothing)"
+                cells.append(cell)
+            notes = {r.get("archive_note") for r in rate_runs[s] if r.get("archive_note")}
+            cells += sorted(notes)
+            line.append(", ".join(cells) or "–")
+        add(line)
 
     if with_mam:
         # The MAM archive: what the fill delivered and what the archive
@@ -218,26 +226,33 @@ def main():
         "Prosody mod_mam default_archive_policy = true, archive store in MEMORY",
         "(its SQLite and flat-file stores collapse under this load on this machine);",
         "ejabberd mod_mam default: always, in mnesia on disk.",
-        "Each run: a fresh server registers the users and takes the fixed-rate load",
-        "(latency, archive check); it is then restarted on the same data for logins,",
-        "RSS and saturation. logins/s: every user logs in once (warm-up), leaves and",
-        "logs in again; the second pass reuses the SCRAM keys as real clients do.",
-        "RSS per user: (RSS with all users online and presence sent - RSS of the",
-        "freshly restarted server) / users.",
     ]
+    if chat:
+        out += [
+            "Each run: a fresh server registers the users and takes the fixed-rate load",
+            "(latency, archive check); it is then restarted on the same data for logins,",
+            "RSS and saturation. logins/s: every user logs in once (warm-up), leaves and",
+            "logs in again; the second pass reuses the SCRAM keys as real clients do.",
+            "RSS per user: (RSS with all users online and presence sent - RSS of the",
+            "freshly restarted server) / users.",
+        ]
     if with_mam:
         out += [
-            f"MAM: one run per server on a fresh instance: one user's archive filled with {int(mam_messages):,}",
-            "messages through the protocol (chatting with partners, each message checked as delivered,",
-            "the archive count checked against the deliveries; issue 5 asks for 1 M messages:",
-            f"MAM_MESSAGES=1000000), then {mam_queries} queries of each kind, interleaved; p50/p99 over",
-            "those queries, from the IQ sent to its <fin/>. newest page: RSM <before/> max 50;",
-            "middle page: RSM <before>id</before> max 50, id the first message at or after the",
-            "time halfway between the oldest and the newest; with: one partner, <before/> max 50.",
-            "Prosody's archive is in memory (storage_archive_item_limit raised from 1 000).",
-            "A fill stopped by MAM_FILL_TIMEOUT says so in the archive row, and that server's",
-            "queries ran on the smaller archive it holds: ejabberd's mnesia store costs more",
-            "per message the more the user's archive holds.",
+            "MAM: one run per server on a fresh instance. One user's archive is first seeded with",
+            f"{int(mam_seed):,} messages (a year of chat with the partners) through each server's own",
+            "import path: " + "; ".join(f"{names.get(s, s)}: {r['mam_seed_how']}"
+                                        for s in servers for r in mam[s] if r.get("mam_seed_how")) + ".",
+            "ejabberd's default mnesia archive cannot take 1 M messages for one user (a dets bag",
+            "per user, ~5 msg/s at 14 000), so in this run its archive is in PostgreSQL 15 on the",
+            "server's core (PostgreSQL's CPU and memory are not in ejabberd's figures); Prosody's",
+            "is in memory (storage_archive_item_limit raised from 1 000).",
+            f"Then {int(mam_messages):,} messages through the protocol (chatting with partners, each",
+            "checked as delivered, the archive count checked against the deliveries), then",
+            f"{mam_queries} queries of each kind, interleaved; p50/p99 over those queries, from the IQ",
+            "sent to its <fin/>. newest page: RSM <before/> max 50; middle page: RSM",
+            "<before>id</before> max 50, id the first message at or after the time halfway between",
+            "the oldest and the newest; with: one partner, <before/> max 50. A server that runs",
+            "out of MAM_QUERY_TIME answers fewer queries (the queries row says how many).",
         ]
     print("\n".join(out))
 
