@@ -77,6 +77,15 @@ def parse(path):
     return r
 
 
+def ratio(v, pv):
+    """v/pv with two decimals, or two significant digits below 0.1 (a
+    MAM page at 7 ms against one at 3 s is 0.0021, not 0.00)."""
+    if v is None or not pv:
+        return "–"
+    r = v / pv
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -142,7 +151,7 @@ def main():
         if "verlauf" in servers:
             for p in peers:
                 v, pv = vals["verlauf"], vals[p]
-                line.append(f"{v / pv:.2f}" if v is not None and pv else "–")
+                line.append(ratio(v, pv))
         table.append(line)
 
     if chat:
