@@ -31,7 +31,7 @@
 #             it holds (~700 msg/s empty, ~5 msg/s at 14 000) and cannot
 #             take 1 M, so for this run ejabberd keeps MAM in PostgreSQL,
 #             as a large deployment would; the chat runs keep mnesia.
-# Seeding takes ~2 min (verlauf), ~9 min (Prosody) and ~1 min (ejabberd)
+# Seeding 1 M took 167 s (verlauf), 514 s (Prosody) and 19 s (ejabberd)
 # here; MAM_SEED=0 fills through the protocol alone.
 #
 # Settings (environment):
