@@ -19,7 +19,9 @@
 # folder of its own. Stop the postmaster by PGSQL_PID: TERM waits for the
 # clients (ejabberd) to disconnect first, INT disconnects them.
 
-PGSQL_BIN=${PGSQL_BIN:-/usr/lib/postgresql/15/bin}
+# The newest installed server's binaries, looked up when first needed: the
+# script that sources this may install PostgreSQL after sourcing it.
+PGSQL_BIN=${PGSQL_BIN:-}
 PGSQL_SCHEMA=${PGSQL_SCHEMA:-/usr/share/ejabberd/sql/pg.sql}
 PGSQL_PID=
 
@@ -34,6 +36,10 @@ pgsql_psql() {
 
 start_pgsql() { # dir port
 	local dir port=$2 pg i
+	if [[ -z $PGSQL_BIN ]]; then
+		PGSQL_BIN=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -1)
+		[[ -x $PGSQL_BIN/initdb ]] || { printf 'pgsql: no PostgreSQL server in /usr/lib/postgresql\n' >&2; return 1; }
+	fi
 	# Every step checks its own status: the caller may run this in a
 	# condition, where set -e does not apply.
 	PGSQL_PID=

@@ -252,7 +252,7 @@ def main():
             "import path: " + "; ".join(f"{names.get(s, s)}: {r['mam_seed_how']}"
                                         for s in servers for r in mam[s] if r.get("mam_seed_how")) + ".",
             "ejabberd's default mnesia archive cannot take 1 M messages for one user (a dets bag",
-            "per user, ~5 msg/s at 14 000), so in this run its archive is in PostgreSQL 15 on the",
+            "per user, ~5 msg/s at 14 000), so in this run its archive is in PostgreSQL on the",
             "server's core (PostgreSQL's CPU and memory are not in ejabberd's figures); Prosody's",
             "is in memory (storage_archive_item_limit raised from 1 000).",
             f"Then {int(mam_messages):,} messages through the protocol (chatting with partners, each",
