@@ -844,6 +844,9 @@ func (im *importer) write(u *userData, create bool) (UserReport, error) {
 		if err == nil {
 			// Done means the user can find it: a MAM query right after
 			// the import would otherwise wait for the index itself.
+			if im.opts.Indexing != nil {
+				im.opts.Indexing(u.jid.String())
+			}
 			err = d.Archive.WaitIndexed(ctx, u.jid)
 		}
 		if err != nil {

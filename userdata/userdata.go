@@ -219,6 +219,10 @@ type ImportOptions struct {
 	Limits   Limits
 	// Progress, if set, is called while history is written.
 	Progress func(user string, messages int)
+	// Indexing, if set, is called when a user's history is written and
+	// the import waits for the archive index to catch up (about a minute
+	// for a million messages), so that a progress display can say why.
+	Indexing func(user string)
 }
 
 // ReadCloser is an included file.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -443,7 +444,13 @@ func TestImportSearchableWhenDone(t *testing.T) {
 	}
 	b.WriteString("</archive></user></host></server-data>")
 	ctx := context.Background()
-	if _, err := Import(ctx, strings.NewReader(b.String()), e.deps(), ImportOptions{}); err != nil {
+	// A progress display hears of every batch, then of the wait.
+	var calls []string
+	opts := ImportOptions{
+		Progress: func(user string, messages int) { calls = append(calls, fmt.Sprintf("%s %d", user, messages)) },
+		Indexing: func(user string) { calls = append(calls, "indexing "+user) },
+	}
+	if _, err := Import(ctx, strings.NewReader(b.String()), e.deps(), opts); err != nil {
 		t.Fatal(err)
 	}
 	got, err := e.index.Count(ctx, mustJID(t, "alice@example.org"), projections.ArchiveRange{})
@@ -452,5 +459,10 @@ func TestImportSearchableWhenDone(t *testing.T) {
 	}
 	if got != n {
 		t.Fatalf("the index holds %d of %d imported messages when Import returns", got, n)
+	}
+	want := []string{"alice@example.org 1024", "alice@example.org 2048", "alice@example.org 3072",
+		"alice@example.org 4096", "alice@example.org 5000", "indexing alice@example.org"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("progress calls %q, want %q", calls, want)
 	}
 }

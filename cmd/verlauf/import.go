@@ -80,6 +80,9 @@ type fileError struct {
 type importProgress struct {
 	User     string `json:"user"`
 	Messages int    `json:"messages"`
+	// Indexing: the user's history is written and the server waits for
+	// the archive index, so that the import ends when it is searchable.
+	Indexing bool `json:"indexing,omitempty"`
 }
 
 type localFile struct {
@@ -237,7 +240,11 @@ func importOne(ctx context.Context, sock string, main localFile, includes []loca
 		if kind == frameProgress {
 			var ip importProgress
 			if json.Unmarshal(p, &ip) == nil {
-				bar.describe(fmt.Sprintf("writing %s: %d messages", ip.User, ip.Messages))
+				if ip.Indexing {
+					bar.describe(fmt.Sprintf("indexing %s's history", ip.User))
+				} else {
+					bar.describe(fmt.Sprintf("writing %s: %d messages", ip.User, ip.Messages))
+				}
 			}
 			continue
 		}
@@ -365,6 +372,10 @@ func (s *adminServer) doImport(ctx context.Context, br *bufio.Reader, bw *bufio.
 		SpoolDir: s.spoolDir,
 		Progress: func(user string, messages int) {
 			writeJSONFrame(bw, frameProgress, importProgress{User: user, Messages: messages})
+			bw.Flush()
+		},
+		Indexing: func(user string) {
+			writeJSONFrame(bw, frameProgress, importProgress{User: user, Indexing: true})
 			bw.Flush()
 		},
 	})
