@@ -27,7 +27,8 @@ const importUsage = `usage: verlauf import [--password-prompt] [--merge] [--conf
 Imports XEP-0227 files (as verlauf, Prosody's mod_storage_xep0227 and
 ejabberd's export_piefxis write them) into the running server. Each file
 is imported whole or not at all: a malformed file is refused with the line
-and the element at fault, and nothing of it is written.
+and the element at fault, and nothing of it is written. The command
+returns when the imported history can be found by archive queries.
 
 Files whose root element is <host> are the per-host files that an
 ejabberd export's main file includes (<xi:include href=…/>); give them
