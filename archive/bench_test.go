@@ -157,6 +157,10 @@ func BenchmarkQuery(b *testing.B) {
 	page("middle-50", Query{AfterID: ids[n/2], Max: 50})
 	page("with-newest-50", Query{With: mustJID(b, "partner7@example.net"), Last: true, Max: 50})
 	page("with-middle-50", Query{With: mustJID(b, "partner7@example.net"), AfterID: ids[n/2], Max: 50})
+	// A client catching up from a time pages through the same start-bounded
+	// range: each page's RSM count covers half the archive.
+	sec, nsec := ids[n/2].Time().UnixTime()
+	page("start-middle-50", Query{Start: time.Unix(sec, nsec), AfterID: ids[n/2+100], Max: 50})
 
 	b.Run("history", func(b *testing.B) {
 		total := 0

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
@@ -41,16 +43,37 @@ const ArchiveName = "archive"
 //	x <user> 0 <id>          revision: written while the user was offline, not yet indexed
 //	n <user>                 number of messages (counter, see DB.Counter)
 //	c <user> 0 <term>        number of messages with that partner (counter)
+//	q <user>                 changes to the user's index (counter)
 //
 // The counters are kept with Txn.Add from a cache of their committed
 // values, so archiving a message usually reads nothing but whether its id
 // is there already.
+//
+// A range bounded by ids (a MAM query with start or end) is counted by
+// walking its keys, which costs as much as the range holds. A client
+// catching up pages through one such range with RSM, and each page asks
+// for the same count again: a catch-up of k messages would walk k keys k/50
+// times. So range counts are kept in memory, each with the value of the
+// user's change counter it was taken at, and used while that is unchanged.
 type Archive struct {
 	db *DB
+
+	mu     sync.Mutex
+	ranges map[string]rangeCount // user, term, from, to → count
+	walks  atomic.Int64          // range counts that walked keys (tests)
 }
 
+type rangeCount struct {
+	seq int64
+	n   int
+}
+
+// maxRangeCounts bounds the range counts kept: when full, all are
+// dropped (a count is a cache entry, the next query walks again).
+const maxRangeCounts = 4096
+
 // NewArchive returns the MAM index kept in db.
-func NewArchive(db *DB) *Archive { return &Archive{db: db} }
+func NewArchive(db *DB) *Archive { return &Archive{db: db, ranges: map[string]rangeCount{}} }
 
 // Name implements Projection.
 func (a *Archive) Name() string { return ArchiveName }
@@ -61,7 +84,12 @@ func (a *Archive) Checkpoint(context.Context) (eventstore.Position, error) {
 }
 
 // Reset implements Projection.
-func (a *Archive) Reset(context.Context) error { return a.db.Reset(ArchiveName) }
+func (a *Archive) Reset(context.Context) error {
+	a.mu.Lock()
+	clear(a.ranges)
+	a.mu.Unlock()
+	return a.db.Reset(ArchiveName)
+}
 
 const (
 	archiveKindMsg     = 'm'
@@ -69,6 +97,7 @@ const (
 	archiveKindPending = 'x'
 	archiveKindCount   = 'n'
 	archiveKindTerm    = 'c'
+	archiveKindSeq     = 'q'
 
 	// TermSize is the size of a blind index term.
 	TermSize = 32
@@ -94,6 +123,8 @@ func archivePendingKey(user string, id uuid.UUID) []byte {
 }
 
 func archiveCountKey(user string) []byte { return append([]byte{archiveKindCount}, user...) }
+
+func archiveSeqKey(user string) []byte { return append([]byte{archiveKindSeq}, user...) }
 
 func archiveTermKey(user string, term []byte) []byte {
 	return append(archivePrefix(archiveKindTerm, user), term...)
@@ -155,6 +186,12 @@ func (a *Archive) apply(tx *Txn, ev eventstore.RecordedEvent) error {
 	}
 	if !ok {
 		return nil
+	}
+	// Every event below may change what a range holds: range counts
+	// taken before it no longer hold. Stores that predate the counter
+	// start it at the next change, which is all a count needs.
+	if err := tx.Add(archiveSeqKey(u), 1); err != nil {
+		return err
 	}
 	switch e := p.(type) {
 	case domain.ArchiveMessageStored:
@@ -372,7 +409,8 @@ func (a *Archive) Page(ctx context.Context, user jid.JID, r ArchiveRange, max in
 }
 
 // Count returns how many entries the range holds: from a counter when the
-// range is not bounded by ids, by counting keys otherwise.
+// range is not bounded by ids, by counting keys otherwise (kept until the
+// user's index changes).
 func (a *Archive) Count(ctx context.Context, user jid.JID, r ArchiveRange) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -386,16 +424,40 @@ func (a *Archive) Count(ctx context.Context, user jid.JID, r ArchiveRange) (int,
 		n, err := a.counter(key)
 		return int(n), err
 	}
+	// The change counter is read before the walk: a change committed in
+	// between makes the counter move on, so the count is never kept under
+	// a value newer than what it counted.
+	seq, err := a.db.Counter(ArchiveName, archiveSeqKey(u))
+	if err != nil {
+		return 0, fmt.Errorf("archive projection: %w", err)
+	}
+	key := string(append(append(append(append([]byte(u), 0), r.Term...), r.From[:]...), r.To[:]...))
+	a.mu.Lock()
+	c, ok := a.ranges[key]
+	a.mu.Unlock()
+	if ok && c.seq == seq {
+		return c.n, nil
+	}
 	kind := byte(archiveKindMsg)
 	if r.Term != nil {
 		kind = archiveKindWith
 	}
 	n := 0
-	err := a.scan(u, kind, r.Term, r.From, r.To, false, func(ArchiveEntry) (bool, error) {
+	a.walks.Add(1)
+	err = a.scan(u, kind, r.Term, r.From, r.To, false, func(ArchiveEntry) (bool, error) {
 		n++
 		return true, nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	if len(a.ranges) >= maxRangeCounts {
+		clear(a.ranges)
+	}
+	a.ranges[key] = rangeCount{seq: seq, n: n}
+	a.mu.Unlock()
+	return n, nil
 }
 
 // Unindexed returns up to max entries of user that have no blind index

@@ -218,3 +218,70 @@ func testArchiveIndex(t *testing.T, batched bool) {
 		t.Fatalf("bob's index: %+v", v)
 	}
 }
+
+// TestArchiveRangeCountKept: a count of a range bounded by ids walks the
+// range once and is then kept, and every change to that user's index
+// (a message stored, indexed or forgotten, a rebuild) makes the next
+// count walk again; another user's change does not.
+func TestArchiveRangeCountKept(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store := openRosterStore(t, dir+"/events")
+	defer store.Close()
+	db := openRosterDB(t, dir+"/proj")
+	defer db.Close()
+	p := NewArchive(db)
+	alice, bob := "archive-alice@example.org", "archive-bob@example.org"
+	stored := func(m int, tm []byte) domain.Payload {
+		return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
+	}
+	appendArchive(t, store, alice, stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, term('b')))
+	archiveCatchUp(t, store, p, true)
+
+	u := rosterJID(t, "alice@example.org")
+	all := ArchiveRange{From: archiveID(2), To: archiveID(10)}
+	withB := ArchiveRange{Term: term('b'), From: archiveID(2), To: archiveID(10)}
+	check := func(step string, r ArchiveRange, want int, walked bool) {
+		t.Helper()
+		before := p.walks.Load()
+		n, err := p.Count(ctx, u, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Errorf("%s: count %d, want %d", step, n, want)
+		}
+		if got := p.walks.Load() > before; got != walked {
+			t.Errorf("%s: walked the range %v, want %v", step, got, walked)
+		}
+	}
+	check("first", all, 4, true)
+	check("again", all, 4, false)
+	check("with b", withB, 2, true)
+	check("with b again", withB, 2, false)
+
+	appendArchive(t, store, bob, stored(6, term('a')))
+	archiveCatchUp(t, store, p, true)
+	check("after bob's message", all, 4, false)
+
+	appendArchive(t, store, alice, stored(7, term('b')))
+	archiveCatchUp(t, store, p, true)
+	check("after a message in the range", all, 5, true)
+	check("with b, after it", withB, 3, true)
+
+	appendArchive(t, store, alice, domain.ArchivePartnerIndexed{Entries: []domain.ArchiveIndexEntry{{ArchiveID: archiveID(3), Index: term('b')}}})
+	archiveCatchUp(t, store, p, true)
+	check("with b, after indexing", withB, 4, true)
+
+	appendArchive(t, store, alice, domain.ArchiveForgotten{IDs: []uuid.UUID{archiveID(2)}})
+	archiveCatchUp(t, store, p, true)
+	check("after forgetting", all, 4, true)
+	check("with b, after forgetting", withB, 3, true)
+
+	if err := p.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after reset", all, 0, true)
+	archiveCatchUp(t, store, p, true)
+	check("rebuilt", all, 4, true)
+}
