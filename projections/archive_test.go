@@ -23,6 +23,23 @@ func archiveID(minute int) uuid.UUID {
 
 func term(b byte) []byte { return bytes.Repeat([]byte{b}, TermSize) }
 
+// archiveStored is message m (its id is archiveID(m)) stored with the
+// blind index term tm (nil: not indexed yet).
+func archiveStored(m int, tm []byte) domain.Payload {
+	return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
+}
+
+// newArchiveIndex opens a log and an empty MAM index in a test folder.
+func newArchiveIndex(t *testing.T) (eventstore.Store, *Archive) {
+	t.Helper()
+	dir := t.TempDir()
+	store := openRosterStore(t, dir+"/events")
+	t.Cleanup(func() { store.Close() })
+	db := openRosterDB(t, dir+"/proj")
+	t.Cleanup(func() { db.Close() })
+	return store, NewArchive(db)
+}
+
 func appendArchive(t *testing.T, store eventstore.Store, stream string, ps ...domain.Payload) {
 	t.Helper()
 	evs, err := domain.NewEvents(rosterClock, ps...)
@@ -122,16 +139,9 @@ func TestArchiveIndex(t *testing.T) {
 
 func testArchiveIndex(t *testing.T, batched bool) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store := openRosterStore(t, dir+"/events")
-	defer store.Close()
-	db := openRosterDB(t, dir+"/proj")
-	defer db.Close()
-	p := NewArchive(db)
+	store, p := newArchiveIndex(t)
 	alice := "archive-alice@example.org"
-	stored := func(m int, tm []byte) domain.Payload {
-		return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
-	}
+	stored := archiveStored
 	appendArchive(t, store, alice,
 		stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, nil),
 		stored(1, term('b'))) // an id stored twice keeps its first entry
@@ -225,16 +235,9 @@ func testArchiveIndex(t *testing.T, batched bool) {
 // count walk again; another user's change does not.
 func TestArchiveRangeCountKept(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store := openRosterStore(t, dir+"/events")
-	defer store.Close()
-	db := openRosterDB(t, dir+"/proj")
-	defer db.Close()
-	p := NewArchive(db)
+	store, p := newArchiveIndex(t)
 	alice, bob := "archive-alice@example.org", "archive-bob@example.org"
-	stored := func(m int, tm []byte) domain.Payload {
-		return domain.ArchiveMessageStored{ArchiveID: archiveID(m), KeyID: archiveID(0), Sealed: []byte{1}, Index: tm}
-	}
+	stored := archiveStored
 	appendArchive(t, store, alice, stored(1, term('a')), stored(2, term('b')), stored(3, nil), stored(4, term('a')), stored(5, term('b')))
 	archiveCatchUp(t, store, p, true)
 
