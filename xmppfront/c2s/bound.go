@@ -65,12 +65,16 @@ func (c *session) handleBindStage(el *stream.Element) bool {
 // answered.
 func (c *session) makeQueues() {
 	c.out = newLane(c.srv.cfg.SendQueue, c.writeOut)
-	c.work = newLane(c.srv.cfg.WorkQueue, func(f func(context.Context)) { f(c.ctx) })
+	c.work = newLane(c.srv.cfg.WorkQueue, func(f func(context.Context), _ bool) { f(c.ctx) })
 	c.bound.Store(true)
 }
 
-// writeOut writes one queued stanza to the client.
-func (c *session) writeOut(el *stream.Element) {
+// writeOut writes one queued stanza to the client. While more are queued
+// behind it (a MAM page, an offline queue, a burst of chat) it only adds
+// it to the writer's buffer, up to burstBytes: the burst then goes out as
+// one TLS record and one system call instead of one per stanza. The last
+// stanza of a burst writes the buffer, so nothing waits for another.
+func (c *session) writeOut(el *stream.Element, more bool) {
 	if c.killed.Load() {
 		return // drain; nothing more goes out
 	}
@@ -78,9 +82,16 @@ func (c *session) writeOut(el *stream.Element) {
 		if c.wclosed {
 			return nil
 		}
+		if more && w.Queued() < burstBytes {
+			return w.QueueElement(el)
+		}
 		return w.WriteElement(el)
 	})
 }
+
+// burstBytes bounds what writeOut gathers before writing: about one TLS
+// record's worth (16 KiB of plaintext at most).
+const burstBytes = 12 << 10
 
 // Send implements router.Session. A full queue means the client does not
 // read what it is sent: it is disconnected with policy-violation.

@@ -5,7 +5,9 @@ import (
 )
 
 // lane runs fn on each item of a bounded queue, in order, on a goroutine
-// that exists only while the queue holds items. A bound session has two
+// that exists only while the queue holds items. fn also hears whether more
+// items were queued behind this one, so that the writer can send a burst
+// in one write. A bound session has two
 // (its send queue and its work queue); most sessions are idle most of the
 // time, and an idle session then holds no goroutine but its reader, no
 // stack but the reader's and no queue buffer at all: the buffer is made by
@@ -16,7 +18,7 @@ import (
 // starts one and cleared by that goroutine, under mu, when it finds the
 // queue empty, so an item pushed in between is never left without one.
 type lane[T any] struct {
-	fn  func(T)
+	fn  func(v T, more bool)
 	max int
 
 	mu      sync.Mutex
@@ -28,7 +30,7 @@ type lane[T any] struct {
 }
 
 // newLane returns a lane that is held: items wait until release.
-func newLane[T any](size int, fn func(T)) *lane[T] {
+func newLane[T any](size int, fn func(v T, more bool)) *lane[T] {
 	return &lane[T]{fn: fn, max: size, running: true}
 }
 
@@ -91,12 +93,13 @@ func (l *lane[T]) run() {
 		v := l.q[l.head]
 		l.q[l.head] = zero // the item is not kept alive by the buffer
 		l.head++
+		more := l.head < len(l.q)
 		if l.room != nil {
 			close(l.room)
 			l.room = nil
 		}
 		l.mu.Unlock()
-		l.fn(v)
+		l.fn(v, more)
 	}
 }
 

@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,7 @@ func TestLane(t *testing.T) {
 		ran               int
 		outOfOrder        int
 	)
-	l := newLane(16, func(v [2]int) {
+	l := newLane(16, func(v [2]int, _ bool) {
 		if n := active.Add(1); n > maxActive.Load() {
 			maxActive.Store(n)
 		}
@@ -61,10 +62,15 @@ func TestLane(t *testing.T) {
 	}
 }
 
-// TestLaneHeld checks that a held lane runs nothing until release.
+// TestLaneHeld checks that a held lane runs nothing until release, and
+// that each item hears whether more were queued behind it.
 func TestLaneHeld(t *testing.T) {
 	var ran atomic.Int32
-	l := newLane(4, func(int) { ran.Add(1) })
+	var more []bool
+	l := newLane(4, func(_ int, m bool) {
+		ran.Add(1)
+		more = append(more, m)
+	})
 	for i := range 3 {
 		if !l.push(i) {
 			t.Fatal("push to a held lane with room failed")
@@ -78,13 +84,16 @@ func TestLaneHeld(t *testing.T) {
 	if ran.Load() != 3 {
 		t.Fatalf("after release: ran %d, want 3", ran.Load())
 	}
+	if want := []bool{true, true, false}; !slices.Equal(more, want) {
+		t.Errorf("more = %v, want %v", more, want)
+	}
 }
 
 // TestLaneFull checks the bound: a held lane takes max items, refuses the
 // next, and tells a waiter when running it makes room.
 func TestLaneFull(t *testing.T) {
 	gate := make(chan struct{})
-	l := newLane(3, func(int) { <-gate })
+	l := newLane(3, func(int, bool) { <-gate })
 	for i := range 3 {
 		if !l.push(i) {
 			t.Fatalf("push %d of 3 failed", i)

@@ -106,10 +106,13 @@ func StreamErrorFor(err error) (StreamError, bool) {
 // Writer writes one side of an XML stream. Each call issues a single Write
 // on the underlying writer, so a stanza is never interleaved with another
 // when the Writer is the only writer; it is not safe for concurrent use.
+// QueueElement is the exception: it writes nothing, and the next call that
+// writes sends what was queued first, in the same Write, so that a burst
+// of stanzas costs one TLS record and one system call instead of one each.
 type Writer struct {
 	w        io.Writer
 	ns       string // content namespace of the header written
-	buf      []byte
+	buf      []byte // queued elements; the next write appends to them
 	inStream bool
 	closed   bool
 }
@@ -118,9 +121,10 @@ type Writer struct {
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Restart prepares for a new stream header on the same output, as after
-// SASL success.
+// SASL success. Queued elements belong to the old stream and are dropped.
 func (w *Writer) Restart() {
 	w.inStream, w.closed = false, false
+	w.buf = w.buf[:0]
 }
 
 // Reset switches to new output, as after STARTTLS, and prepares for a new
@@ -142,7 +146,7 @@ func (w *Writer) WriteHeader(h Header) error {
 	if h.Version == "" {
 		h.Version = "1.0"
 	}
-	b := append(w.buf[:0], "<?xml version='1.0'?><stream:stream xmlns='"...)
+	b := append(w.buf, "<?xml version='1.0'?><stream:stream xmlns='"...)
 	b = appendEscaped(b, h.Namespace, true)
 	b = append(b, "' xmlns:stream='"+NSStream+"'"...)
 	prefixes := make([]string, 0, len(h.Decls))
@@ -177,7 +181,28 @@ func (w *Writer) WriteElement(e *Element) error {
 	if !w.inStream || w.closed {
 		return fmt.Errorf("stream: WriteElement outside an open stream")
 	}
-	return w.flush(e.AppendStanza(w.buf[:0], w.ns))
+	return w.flush(e.AppendStanza(w.buf, w.ns))
+}
+
+// QueueElement adds e to what the next write sends (WriteElement, Flush,
+// WriteError or Close), without writing anything now.
+func (w *Writer) QueueElement(e *Element) error {
+	if !w.inStream || w.closed {
+		return fmt.Errorf("stream: QueueElement outside an open stream")
+	}
+	w.buf = e.AppendStanza(w.buf, w.ns)
+	return nil
+}
+
+// Queued returns the number of bytes queued and not yet written.
+func (w *Writer) Queued() int { return len(w.buf) }
+
+// Flush writes what QueueElement queued.
+func (w *Writer) Flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	return w.flush(w.buf)
 }
 
 // WriteError writes e and closes the stream. If no header has been written
@@ -192,7 +217,7 @@ func (w *Writer) WriteError(e StreamError) error {
 			return err
 		}
 	}
-	b := e.Element().AppendStanza(w.buf[:0], w.ns)
+	b := e.Element().AppendStanza(w.buf, w.ns)
 	b = append(b, "</stream:stream>"...)
 	w.closed = true
 	return w.flush(b)
@@ -205,14 +230,15 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
-	return w.flush(append(w.buf[:0], "</stream:stream>"...))
+	return w.flush(append(w.buf, "</stream:stream>"...))
 }
 
 func (w *Writer) flush(b []byte) error {
 	// Keep the grown buffer for the next call, but not a giant one from a
-	// single huge stanza.
+	// single huge stanza. Written or failed, nothing stays queued.
+	w.buf = nil
 	if cap(b) <= 64<<10 {
-		w.buf = b
+		w.buf = b[:0]
 	}
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("stream: write: %w", err)

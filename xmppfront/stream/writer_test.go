@@ -174,3 +174,70 @@ func TestConditionOf(t *testing.T) {
 		t.Error("LimitError does not match ErrLimit")
 	}
 }
+
+// writes records each Write it is given.
+type writes struct{ calls []string }
+
+func (w *writes) Write(p []byte) (int, error) {
+	w.calls = append(w.calls, string(p))
+	return len(p), nil
+}
+
+// TestWriterQueue: queued elements go out with the next write, in order,
+// in one Write; Flush writes them alone; a restart drops them.
+func TestWriterQueue(t *testing.T) {
+	var out writes
+	w := NewWriter(&out)
+	if err := w.QueueElement(NewElement("", "message")); err == nil {
+		t.Fatal("queued an element before the header")
+	}
+	if err := w.WriteHeader(Header{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2"} {
+		if err := w.QueueElement(NewElement("", "message", "id", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out.calls) != 1 || w.Queued() == 0 {
+		t.Fatalf("queueing wrote: %d writes, %d bytes queued", len(out.calls), w.Queued())
+	}
+	if err := w.WriteElement(NewElement("", "message", "id", "3")); err != nil {
+		t.Fatal(err)
+	}
+	want := `<message id='1'/><message id='2'/><message id='3'/>`
+	if len(out.calls) != 2 || out.calls[1] != want || w.Queued() != 0 {
+		t.Fatalf("writes %q, %d bytes queued; want the three in one write", out.calls[1:], w.Queued())
+	}
+	if err := w.Flush(); err != nil || len(out.calls) != 2 {
+		t.Fatalf("flush of nothing: %v, %d writes", err, len(out.calls))
+	}
+	if err := w.QueueElement(NewElement("", "message", "id", "4")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil || len(out.calls) != 3 || out.calls[2] != `<message id='4'/>` {
+		t.Fatalf("flush: %v, writes %q", err, out.calls[2:])
+	}
+	// Queued, then the stream ends with an error: the error follows them.
+	if err := w.QueueElement(NewElement("", "message", "id", "5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteError(StreamError{Condition: SystemShutdown}); err != nil {
+		t.Fatal(err)
+	}
+	if last := out.calls[len(out.calls)-1]; !strings.HasPrefix(last, `<message id='5'/><stream:error>`) {
+		t.Fatalf("error write %q", last)
+	}
+	// A restart drops what the old stream had queued.
+	w.Restart()
+	if err := w.WriteHeader(Header{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.QueueElement(NewElement("", "message", "id", "6")); err != nil {
+		t.Fatal(err)
+	}
+	w.Restart()
+	if w.Queued() != 0 {
+		t.Fatalf("%d bytes queued after a restart", w.Queued())
+	}
+}
