@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,6 +351,69 @@ func TestStoreCopies(t *testing.T) {
 		got, err := e.svc.Query(ctx, c.owner.jid, Query{With: c.partner})
 		if err != nil || len(got.Messages) != 1 || got.Messages[0].ID != c.id || got.Messages[0].Err != nil {
 			t.Fatalf("%s's archive with %s: %+v, %v; want the message as %s", c.owner.jid, c.partner, got, err, c.id)
+		}
+	}
+}
+
+// recordWaits is a Waiter that notes what it is asked to wait for.
+type recordWaits struct {
+	Waiter
+	mu  sync.Mutex
+	pos []eventstore.Position
+}
+
+func (r *recordWaits) WaitFor(ctx context.Context, name string, pos eventstore.Position) error {
+	r.mu.Lock()
+	r.pos = append(r.pos, pos)
+	r.mu.Unlock()
+	return r.Waiter.WaitFor(ctx, name, pos)
+}
+
+// TestQueryDoesNotWaitForIndexPending: the terms IndexPending adds after
+// a login are not the user's writes, so a query waits for the user's last
+// stored message, not for them (after a 1 M import, waiting for them held
+// a newest page for 17 s); IndexPending itself returns once they are in
+// the index.
+func TestQueryDoesNotWaitForIndexPending(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, t.TempDir(), Config{}, nil)
+	rec := &recordWaits{Waiter: e.runner}
+	svc, err := New(Config{Store: e.store, KeyStore: e.ks, Index: e.index, Waiter: rec, Clock: e.clock}, e.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := newAccount(t, "alice@example.org", "correct horse")
+	e.provision(alice)
+	bob := mustJID(t, "bob@example.org")
+	for i := range 3 { // offline: no term yet
+		if _, err := svc.Store(ctx, alice.jid, bob, stanza("bob@example.org", "alice@example.org", fmt.Sprint("offline ", i)), domain.DirectionIn, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored, err := e.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.unlock(alice)
+	if n, err := svc.IndexPending(ctx, alice.jid); err != nil || n != 3 {
+		t.Fatalf("IndexPending: %d, %v; want 3", n, err)
+	}
+	indexed, err := e.store.Head(ctx)
+	if err != nil || !stored.Less(indexed) {
+		t.Fatalf("IndexPending appended nothing: %v, %v", indexed, err)
+	}
+	rec.mu.Lock()
+	rec.pos = nil
+	rec.mu.Unlock()
+	with, err := svc.Query(ctx, alice.jid, Query{With: bob})
+	if err != nil || len(with.Messages) != 3 {
+		t.Fatalf("with bob after indexing: %d messages, %v; want 3", len(with.Messages), err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, p := range rec.pos {
+		if stored.Less(p) {
+			t.Errorf("the query waited for %v, past alice's last stored message at %v", p, stored)
 		}
 	}
 }
