@@ -178,17 +178,17 @@ func (w *Writer) WriteHeader(h Header) error {
 // WriteElement writes a first-level element, requalified for this stream
 // (see Element.AppendStanza).
 func (w *Writer) WriteElement(e *Element) error {
-	if !w.inStream || w.closed {
-		return fmt.Errorf("stream: WriteElement outside an open stream")
+	if err := w.QueueElement(e); err != nil {
+		return err
 	}
-	return w.flush(e.AppendStanza(w.buf, w.ns))
+	return w.flush(w.buf)
 }
 
 // QueueElement adds e to what the next write sends (WriteElement, Flush,
 // WriteError or Close), without writing anything now.
 func (w *Writer) QueueElement(e *Element) error {
 	if !w.inStream || w.closed {
-		return fmt.Errorf("stream: QueueElement outside an open stream")
+		return fmt.Errorf("stream: element outside an open stream")
 	}
 	w.buf = e.AppendStanza(w.buf, w.ns)
 	return nil
